@@ -1,0 +1,151 @@
+"""The workdir: Orbax checkpoints per stage, and the run's config and label space.
+
+Layout of a workdir:
+  config.json          the config the run was started with (written once)
+  classes.json         class names in label-id order, and the seen/unseen label ids
+  label_space.npz      unit word vector of every class, in label-id order (pickle-free)
+  checkpoints/<stage>/<step>/   Orbax checkpoints of each stage's TrainState
+  quarantine/          unreadable checkpoints moved aside on resume (never deleted)
+  metrics.jsonl        one JSON object per logged step
+  eval.json            the last evaluation
+Everything evaluation (and the demo) needs is in here.
+"""
+
+import json
+import os
+import shutil
+import time
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from devise_jax import wordvec
+
+
+class CheckpointError(RuntimeError):
+  """A workdir or checkpoint that cannot be used as it is."""
+
+
+def atomic_write_text(path, text):
+  """Writes `text` to `path` through a temporary file, so a crash never leaves half."""
+  tmp = f'{path}.tmp-{os.getpid()}'
+  with open(tmp, 'w', encoding='utf-8') as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def write_json(path, obj):
+  atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + '\n')
+
+
+def read_json(path):
+  try:
+    with open(path, encoding='utf-8') as f:
+      return json.load(f)
+  except FileNotFoundError:
+    raise CheckpointError(f'{path} is missing: is this a devise-jax workdir?') from None
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise CheckpointError(f'{path} is corrupt: {e}') from None
+
+
+def save_config(workdir, config):
+  """Writes config.json, or checks that the workdir's run used the same config."""
+  path = os.path.join(workdir, 'config.json')
+  new = json.loads(config.to_json_best_effort())
+  if os.path.exists(path):
+    old = read_json(path)
+    changed = sorted(_diff(old, new))
+    if changed:
+      raise CheckpointError(
+          f'{workdir} holds a run with a different config (changed: {", ".join(changed)}); '
+          'use a new --workdir, or the same config to resume')
+    return
+  write_json(path, new)
+
+
+def _diff(old, new, prefix=''):
+  for key in sorted(set(old) | set(new)):
+    a, b = old.get(key), new.get(key)
+    if isinstance(a, dict) and isinstance(b, dict):
+      yield from _diff(a, b, f'{prefix}{key}.')
+    elif a != b:
+      yield f'{prefix}{key}'
+
+
+def load_config(workdir):
+  return ml_collections.ConfigDict(read_json(os.path.join(workdir, 'config.json')))
+
+
+def save_classes(workdir, names, seen_ids, unseen_ids, label_space):
+  write_json(os.path.join(workdir, 'classes.json'), dict(
+      names=list(names), seen_ids=[int(i) for i in seen_ids],
+      unseen_ids=[int(i) for i in unseen_ids]))
+  path = os.path.join(workdir, 'label_space.npz')
+  label_space.save(f'{path}.tmp-{os.getpid()}.npz')
+  os.replace(f'{path}.tmp-{os.getpid()}.npz', path)
+
+
+def load_classes(workdir):
+  """Returns (names, seen_ids, unseen_ids, label_space) saved by `save_classes`."""
+  classes = read_json(os.path.join(workdir, 'classes.json'))
+  label_space = wordvec.LabelSpace.load(os.path.join(workdir, 'label_space.npz'))
+  return (classes['names'], np.asarray(classes['seen_ids']),
+          np.asarray(classes['unseen_ids']), label_space)
+
+
+def manager(workdir, stage, keep=2):
+  """The Orbax CheckpointManager of one stage (leftover temporary dirs are removed)."""
+  return ocp.CheckpointManager(
+      os.path.abspath(os.path.join(workdir, 'checkpoints', stage)),
+      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                           cleanup_tmp_directories=True))
+
+
+def restore_latest(mngr, target, log=print):
+  """Restores the newest readable step into `target`'s structure; None if none exist.
+
+  A step that fails to restore (half-written, truncated, corrupt) is moved to the
+  workdir's quarantine/ folder, said so, and the previous step is tried.
+  """
+  for step in sorted(mngr.all_steps(), reverse=True):
+    try:
+      return mngr.restore(step, args=ocp.args.StandardRestore(target))
+    except Exception as e:  # Orbax raises many types for damaged files.
+      reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+      dest = _quarantine(mngr.directory, step)
+      log(f'warning: checkpoint {mngr.directory}/{step} is unreadable ({reason}); '
+          f'moved it to {dest} and trying the previous one')
+      mngr.reload()
+  return None
+
+
+def _quarantine(directory, step):
+  directory = os.fspath(directory)
+  stage = os.path.basename(directory)
+  root = os.path.join(os.path.dirname(os.path.dirname(directory)), 'quarantine')
+  os.makedirs(root, exist_ok=True)
+  dest = os.path.join(root, f'{stage}-step{step}-{time.strftime("%Y%m%d-%H%M%S")}')
+  shutil.move(os.path.join(directory, str(step)), dest)
+  return dest
+
+
+def load_variables(workdir, stage):
+  """Params and batch stats of a stage's latest checkpoint, as host numpy trees."""
+  directory = os.path.join(workdir, 'checkpoints', stage)
+  if not os.path.isdir(directory):
+    raise CheckpointError(f'no {stage} checkpoint in {workdir}: train it first')
+  mngr = manager(workdir, stage)
+  step = mngr.latest_step()
+  if step is None:
+    raise CheckpointError(f'no complete {stage} checkpoint in {directory}')
+  try:
+    raw = mngr.restore(step, args=ocp.args.StandardRestore())
+  except Exception as e:
+    raise CheckpointError(f'checkpoint {directory}/{step} is unreadable: '
+                          f'{str(e).splitlines()[0][:200]}') from None
+  variables = {'params': raw['params']}
+  if raw.get('batch_stats'):
+    variables['batch_stats'] = raw['batch_stats']
+  return jax.tree_util.tree_map(np.asarray, variables), int(step)

@@ -1,0 +1,91 @@
+"""The `devise-jax` command: a thin layer of flags over the library.
+
+  devise-jax train --config experiments/configs/NAME.py[:VARIANT] --workdir DIR \
+      [--config.KEY=VALUE ...] [--stages stage1,stage2]
+  devise-jax eval --workdir DIR [--split test]
+
+Expected errors end in one line on stderr; DEVISE_JAX_DEBUG=1 shows the traceback.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+COMMANDS = ('train', 'eval')
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Config file, e.g. experiments/configs/fashion_mnist_zsl.py:tiny.',
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory of the run (checkpoints, logs).')
+_STAGES = flags.DEFINE_list('stages', 'stage1,stage2', 'Training stages to run, in order.')
+_SPLIT = flags.DEFINE_string('split', None, 'Eval split (default: config.data.eval_split).')
+
+
+class UsageError(Exception):
+  pass
+
+
+def _train():
+  from devise_jax import train  # Imported late: `--help` stays fast.
+  if _CONFIG.value is None:
+    raise UsageError('train needs --config')
+  unknown = sorted(set(_STAGES.value) - set(train.STAGES))
+  if unknown:
+    raise UsageError(f'unknown --stages {unknown}; expected some of {list(train.STAGES)}')
+  train.train(_CONFIG.value, _WORKDIR.value, _STAGES.value)
+  _eval_and_print()
+
+
+def _eval_and_print():
+  from devise_jax import evaluate
+  result = evaluate.evaluate(_WORKDIR.value, _SPLIT.value)
+  print(f"\n{os.path.join(_WORKDIR.value, 'eval.json')}:\n")
+  print(evaluate.format_table(result))
+
+
+def main(argv):
+  if len(argv) != 2 or argv[1] not in COMMANDS:
+    raise UsageError(f'usage: devise-jax {{{",".join(COMMANDS)}}} --workdir DIR ...; '
+                     f'got {" ".join(argv[1:]) or "no command"}')
+  if not _WORKDIR.value:
+    raise UsageError('--workdir is required')
+  {'train': _train, 'eval': _eval_and_print}[argv[1]]()
+
+
+def _main_with_clean_errors(argv):
+  """Expected errors end in one line on stderr and exit status 1 (no traceback)."""
+  from devise_jax import checkpoint, train
+  logging.set_verbosity(logging.WARNING)  # Orbax and TFDS log every step at INFO.
+  try:
+    main(argv)
+  except (UsageError, ValueError, FileNotFoundError, KeyError, checkpoint.CheckpointError,
+          train.TrainingError) as e:
+    if os.environ.get('DEVISE_JAX_DEBUG'):
+      raise
+    message = str(e.args[0] if isinstance(e, KeyError) and e.args else e)
+    print(f'devise-jax: error: {message.splitlines()[0] if message else type(e).__name__}',
+          file=sys.stderr)
+    sys.exit(1)
+
+
+def _parse_flags(argv):
+  """absl's parser, with its errors (often multi-line tracebacks) cut to one line."""
+  try:
+    return flags.FLAGS(argv)
+  except Exception as e:  # absl and ml_collections raise many types for bad flags.
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    message = lines[-1] if lines else type(e).__name__
+    if isinstance(e, flags.UnrecognizedFlagError) and "'config." in message:
+      key = message.split("'config.")[1].rstrip("'")
+      message = f'unknown config key {key!r}'
+    print(f'devise-jax: error: {message}', file=sys.stderr)
+    sys.exit(2)
+
+
+def run():
+  """Console-script entry point."""
+  app.run(_main_with_clean_errors, flags_parser=_parse_flags)

@@ -1,0 +1,48 @@
+"""The full model: a SqueezeNet encoder with a softmax classifier and a DeViSE head.
+
+One parameter tree serves every stage; each stage's optimiser decides which subtrees
+move (see `train.make_optimizer`): stage 1 trains `encoder` + `classifier`, stage 2
+trains `projection` (and optionally fine-tunes `encoder`).
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from devise_jax.models import squeezenet
+
+
+class DeViSEModel(nn.Module):
+  """Returns dict(features [B, F], logits [B, num_classes], embedding [B, embed_dim])."""
+  num_classes: int
+  embed_dim: int
+  version: str = 'squeezenet1_1'
+  use_bn: bool = False
+  dropout: float = 0.5
+  dtype: Any = jnp.float32
+  freeze_encoder: bool = False  # Stop gradients at the features (a frozen encoder).
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    features = squeezenet.SqueezeNet(self.version, self.use_bn, self.dtype,
+                                     name='encoder')(x, train)
+    if self.freeze_encoder:
+      features = jax.lax.stop_gradient(features)
+    hidden = nn.Dropout(self.dropout, deterministic=not train)(features)
+    logits = nn.Dense(self.num_classes, name='classifier')(hidden)
+    embedding = nn.Dense(self.embed_dim, name='projection')(features)
+    return dict(features=features, logits=logits, embedding=embedding)
+
+
+def create_model(model_config, num_classes, embed_dim, freeze_encoder=False):
+  """Builds the model from `config.model`."""
+  dtypes = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+  if model_config.dtype not in dtypes:
+    raise ValueError(f'config.model.dtype must be one of {sorted(dtypes)}, '
+                     f'got {model_config.dtype!r}')
+  return DeViSEModel(num_classes=num_classes, embed_dim=embed_dim,
+                     version=model_config.name, use_bn=model_config.use_bn,
+                     dropout=model_config.dropout, dtype=dtypes[model_config.dtype],
+                     freeze_encoder=freeze_encoder)

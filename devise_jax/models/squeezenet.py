@@ -1,0 +1,88 @@
+"""SqueezeNet 1.0 and 1.1 (Iandola et al., 2016) as Flax linen modules.
+
+The layer layout follows the reference implementation (torchvision), with two
+deliberate choices:
+  * max pooling uses ceil mode, as the reference does, which is what lets inputs as
+    small as 32 px reach the last Fire module with a 1x1 map;
+  * the classifier is a Dense layer on the globally pooled features instead of a 1x1
+    convolution followed by pooling. Both are the same linear map of the pooled
+    features (averaging commutes with a linear map) and have the same parameter count;
+    the reference's ReLU on the logits is dropped, since logits feed a softmax.
+"""
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+# (squeeze, expand) channels of each Fire module, and where max pools sit (after the
+# module with that index; -1 means right after the stem).
+_FIRES = {
+    'squeezenet1_0': dict(
+        stem=(96, 7), pools=(-1, 2, 6),
+        fires=((16, 64), (16, 64), (32, 128), (32, 128), (48, 192), (48, 192),
+               (64, 256), (64, 256))),
+    'squeezenet1_1': dict(
+        stem=(64, 3), pools=(-1, 1, 3),
+        fires=((16, 64), (16, 64), (32, 128), (32, 128), (48, 192), (48, 192),
+               (64, 256), (64, 256))),
+}
+MIN_IMAGE_SIZE = 32
+
+
+def max_pool_ceil(x, window=3, stride=2):
+  """Max pooling with ceil-mode output size: the trailing edge is padded with -inf."""
+  pads = []
+  for n in x.shape[1:3]:
+    out = -(-(n - window) // stride) + 1
+    pads.append((0, max(0, (out - 1) * stride + window - n)))
+  return nn.max_pool(x, (window, window), (stride, stride), padding=pads)
+
+
+class Fire(nn.Module):
+  """Squeeze (1x1) then expand (1x1 and 3x3, concatenated)."""
+  squeeze: int
+  expand: int
+  norm: Any = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    conv = functools.partial(nn.Conv, dtype=self.dtype)
+    act = lambda y: nn.relu(self.norm()(y) if self.norm else y)
+    x = act(conv(self.squeeze, (1, 1), name='squeeze')(x))
+    e1 = act(conv(self.expand, (1, 1), name='expand1x1')(x))
+    e3 = act(conv(self.expand, (3, 3), padding=1, name='expand3x3')(x))
+    return jnp.concatenate([e1, e3], axis=-1)
+
+
+class SqueezeNet(nn.Module):
+  """SqueezeNet trunk; returns the globally average-pooled features [B, 512]."""
+  version: str = 'squeezenet1_1'
+  use_bn: bool = False
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    if self.version not in _FIRES:
+      raise ValueError(f'unknown model {self.version!r}; expected one of {sorted(_FIRES)}')
+    if min(x.shape[1:3]) < MIN_IMAGE_SIZE:
+      raise ValueError(f'images must be at least {MIN_IMAGE_SIZE} px, got {x.shape[1:3]}')
+    spec = _FIRES[self.version]
+    norm = None
+    if self.use_bn:
+      norm = functools.partial(nn.BatchNorm, use_running_average=not train,
+                               momentum=0.9, dtype=self.dtype)
+    x = x.astype(self.dtype)
+    width, kernel = spec['stem']
+    x = nn.Conv(width, (kernel, kernel), strides=2, padding='VALID', dtype=self.dtype,
+                name='stem')(x)
+    x = nn.relu(norm()(x) if norm else x)
+    if -1 in spec['pools']:
+      x = max_pool_ceil(x)
+    for i, (squeeze, expand) in enumerate(spec['fires']):
+      x = Fire(squeeze, expand, norm=norm, dtype=self.dtype, name=f'fire{i + 2}')(x)
+      if i in spec['pools']:
+        x = max_pool_ceil(x)
+    return jnp.mean(x.astype(jnp.float32), axis=(1, 2))

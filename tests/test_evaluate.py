@@ -1,0 +1,89 @@
+"""Evaluation metrics against plain loops and toy cases whose answer is known."""
+
+import numpy as np
+import pytest
+
+from devise_jax import evaluate
+
+
+def _unit(x):
+  return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _reference(labels, logits, emb, vecs, seen, unseen, top_t):
+  """The same protocol written as plain loops, one image at a time."""
+  seen, unseen = list(seen), list(unseen)
+  zsl, conse, gzsl = {}, {}, {}
+  for y, lg, e in zip(labels, logits, emb):
+    scores = [float(e @ v) for v in vecs]
+    gzsl.setdefault(y, []).append(max(range(len(vecs)), key=lambda c: scores[c]) == y)
+    if y in unseen:
+      zsl.setdefault(y, []).append(max(unseen, key=lambda c: scores[c]) == y)
+      p = np.exp(lg - lg.max())
+      p /= p.sum()
+      order = sorted(range(len(seen)), key=lambda i: -p[i])[:top_t]
+      f = sum(p[i] * vecs[seen[i]] for i in order) / sum(p[i] for i in order)
+      conse.setdefault(y, []).append(max(unseen, key=lambda c: float(f @ vecs[c])) == y)
+  flat = lambda d: np.mean([x for v in d.values() for x in v])
+  per_class = lambda d, cs: np.mean([np.mean(d[c]) for c in cs if c in d])
+  s, u = per_class(gzsl, seen), per_class(gzsl, unseen)
+  return dict(zsl_top1=flat(zsl), per_class_zsl_top1=per_class(zsl, unseen),
+              gzsl_seen=s, gzsl_unseen=u, gzsl_h=2 * s * u / (s + u),
+              conse_zsl_top1=flat(conse), chance_zsl_top1=1 / len(unseen))
+
+
+def test_metrics_match_plain_loops_on_random_predictions():
+  rng = np.random.default_rng(0)
+  vecs = _unit(rng.normal(size=(7, 5)))
+  seen, unseen = np.array([0, 2, 3, 5]), np.array([1, 4, 6])
+  labels = rng.integers(0, 7, size=300)
+  logits = rng.normal(size=(300, 4)) * 3
+  emb = vecs[labels] + rng.normal(size=(300, 5)) * 0.8
+  got = evaluate.zero_shot_metrics(labels, logits, emb, vecs, seen, unseen, top_t=2)
+  for key, value in _reference(labels, logits, emb, vecs, seen, unseen, 2).items():
+    assert got[key] == pytest.approx(value), key
+
+
+def test_toy_model_with_known_answers():
+  # Classes 0, 1 seen; 2 sits next to 0 and 3 next to 1 in word-vector space.
+  vecs = _unit(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.3], [0.3, 1.0]]))
+  seen, unseen = np.array([0, 1]), np.array([2, 3])
+  labels = np.array([0, 1, 2, 3, 3])
+  emb = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.35], [0.3, 1.0], [1.0, 0.0]])
+  # Stage-1 softmax: the class-3 images look like seen class 1, except the last one.
+  logits = np.array([[5.0, 0.0], [0.0, 5.0], [5.0, 0.0], [0.0, 5.0], [5.0, 0.0]])
+  m = evaluate.zero_shot_metrics(labels, logits, emb, vecs, seen, unseen, top_t=1,
+                                 hit_k=(1, 2))
+  assert m['zsl_top1'] == pytest.approx(2 / 3)  # The last image goes to class 2.
+  assert m['per_class_zsl_top1'] == pytest.approx((1.0 + 0.5) / 2)
+  assert m['conse_zsl_top1'] == pytest.approx(2 / 3)
+  assert m['chance_zsl_top1'] == 0.5
+  assert m['gzsl_seen'] == 1.0
+  # GZSL: image 2 -> class 2 (score .99 > .95); image 3 -> class 3; image 4 -> class 0.
+  assert m['gzsl_unseen'] == pytest.approx((1.0 + 0.5) / 2)
+  assert m['gzsl_h'] == pytest.approx(2 * 1.0 * 0.75 / 1.75)
+  assert m['seen_hit@1'] == 1.0 and m['seen_hit@2'] == 1.0
+  assert m['softmax_seen_hit@1'] == 1.0
+
+
+def test_topk_hit_and_per_class_mean_by_hand():
+  scores = np.array([[0.1, 0.9, 0.5], [0.8, 0.1, 0.2]])
+  np.testing.assert_array_equal(evaluate.topk_hit(scores, np.array([2, 2]), 1), [0, 0])
+  np.testing.assert_array_equal(evaluate.topk_hit(scores, np.array([2, 2]), 2), [1, 1])
+  correct = np.array([1.0, 0.0, 0.0, 1.0])
+  assert evaluate.per_class_mean(correct, np.array([0, 0, 0, 1])) == pytest.approx(
+      (1 / 3 + 1) / 2)
+
+
+def test_conse_embedding_by_hand():
+  probs = np.array([[0.6, 0.3, 0.1]])
+  seen_vecs = np.eye(3)
+  np.testing.assert_allclose(evaluate.conse_embedding(probs, seen_vecs, 2),
+                             [[0.6 / 0.9, 0.3 / 0.9, 0.0]])
+
+
+def test_missing_unseen_images_is_an_error():
+  vecs = np.eye(3)
+  with pytest.raises(ValueError, match='both seen and unseen'):
+    evaluate.zero_shot_metrics(np.array([0, 1]), np.zeros((2, 2)), np.eye(3)[:2], vecs,
+                               [0, 1], [2])

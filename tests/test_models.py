@@ -1,0 +1,75 @@
+"""SqueezeNet shapes and parameter counts against the reference implementation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from devise_jax.models import devise
+from devise_jax.models import squeezenet
+
+
+def _count(tree):
+  return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))
+
+
+@pytest.mark.parametrize('version,expected', [('squeezenet1_0', 1_248_424),
+                                              ('squeezenet1_1', 1_235_496)])
+def test_parameter_count_matches_reference_at_1000_classes(version, expected):
+  # torchvision's SqueezeNet 1.0 / 1.1 with 1000 classes; the 1x1 conv classifier has
+  # the same parameters as our Dense classifier.
+  model = devise.DeViSEModel(num_classes=1000, embed_dim=50, version=version)
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 224, 224, 3)))
+  params = shapes['params']
+  assert _count(params['encoder']) + _count(params['classifier']) == expected
+  assert _count(params['projection']) == 512 * 50 + 50
+
+
+@pytest.mark.parametrize('version', ['squeezenet1_0', 'squeezenet1_1'])
+@pytest.mark.parametrize('size', [32, 33, 57, 128])
+def test_any_input_size_from_32_gives_512_features(version, size):
+  model = squeezenet.SqueezeNet(version)
+  out = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x)[0],
+                       jnp.zeros((2, size, size, 3)))
+  assert out.shape == (2, 512)
+
+
+def test_too_small_input_is_a_clear_error():
+  with pytest.raises(ValueError, match='at least 32 px'):
+    squeezenet.SqueezeNet().init(jax.random.key(0), jnp.zeros((1, 31, 31, 3)))
+
+
+def test_ceil_mode_max_pool_against_a_loop():
+  x = np.random.default_rng(0).normal(size=(1, 6, 8, 2)).astype(np.float32)
+  out = np.asarray(squeezenet.max_pool_ceil(jnp.asarray(x)))
+  # Ceil mode (torch formula ceil((n - 3) / 2) + 1): a partial last window counts.
+  rows, cols = [0, 2, 4], [0, 2, 4, 6]
+  assert out.shape == (1, len(rows), len(cols), 2)
+  for i, r in enumerate(rows):
+    for j, c in enumerate(cols):
+      np.testing.assert_allclose(out[0, i, j], x[0, r:r + 3, c:c + 3].max(axis=(0, 1)))
+
+
+def test_batchnorm_option_adds_running_stats_and_uses_them_in_eval():
+  model = devise.DeViSEModel(num_classes=3, embed_dim=4, use_bn=True)
+  x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
+  variables = model.init(jax.random.key(0), x)
+  assert 'batch_stats' in variables
+  out, updates = model.apply(variables, x, train=True, mutable=['batch_stats'],
+                             rngs={'dropout': jax.random.key(2)})
+  changed = jax.tree_util.tree_map(lambda a, b: not np.allclose(a, b),
+                                   variables['batch_stats'], updates['batch_stats'])
+  assert all(jax.tree_util.tree_leaves(changed))
+  # Eval mode is deterministic: no dropout, running statistics.
+  a = model.apply(variables, x)['logits']
+  b = model.apply(variables, x)['logits']
+  np.testing.assert_array_equal(a, b)
+
+
+def test_frozen_encoder_gets_no_gradient():
+  model = devise.DeViSEModel(num_classes=3, embed_dim=4, freeze_encoder=True)
+  x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
+  params = model.init(jax.random.key(0), x)['params']
+  grads = jax.grad(lambda p: model.apply({'params': p}, x)['embedding'].sum())(params)
+  assert all(not np.any(g) for g in jax.tree_util.tree_leaves(grads['encoder']))
+  assert np.any(grads['projection']['kernel'])
