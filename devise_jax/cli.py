@@ -79,9 +79,11 @@ def _parse_flags(argv):
   except Exception as e:  # absl and ml_collections raise many types for bad flags.
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     message = lines[-1] if lines else type(e).__name__
-    if isinstance(e, flags.UnrecognizedFlagError) and "'config." in message:
-      key = message.split("'config.")[1].rstrip("'")
-      message = f'unknown config key {key!r}'
+    leaf = message.strip('"\' ')
+    keys = [a[len('--config.'):].split('=')[0] for a in argv if a.startswith('--config.')]
+    unknown = [k for k in keys if k.split('.')[-1] == leaf or f"'config.{k}'" in message]
+    if unknown:
+      message = f'unknown config key {unknown[0]!r}'
     print(f'devise-jax: error: {message}', file=sys.stderr)
     sys.exit(2)
 

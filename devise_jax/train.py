@@ -155,8 +155,11 @@ def _initial_state(config, workdir, stage, model, mngr, log):
   return state
 
 
-def train_stage(config, workdir, stage, log=print):
-  """Trains one stage to `config[stage].num_steps`, resuming where the workdir left off."""
+def train_stage(config, workdir, stage, log=print, after_step=None):
+  """Trains one stage to `config[stage].num_steps`, resuming where the workdir left off.
+
+  `after_step(step)` is called after each step (tests use it to interrupt a run).
+  """
   names, seen, _, label_space = prepare_workdir(config, workdir)
   stage_config = config[stage]
   batch_size = stage_config.batch_size
@@ -188,14 +191,27 @@ def train_stage(config, workdir, stage, log=print):
       config.data, batch_size=batch_size, seed=config.seed + STAGES.index(stage),
       class_ids=seen, start_step=start)
 
-  bar = tqdm.tqdm(range(start, stage_config.num_steps), initial=start,
-                  total=stage_config.num_steps, desc=stage, dynamic_ncols=True)
+  try:
+    state = _loop(config, workdir, stage, state, step_fn, batches, rng, sharded, mngr,
+                  after_step)
+  finally:  # Even on an exception, let an in-flight save finish: it is a good step.
+    mngr.wait_until_finished()
+    mngr.close()
+  return state
+
+
+def _loop(config, workdir, stage, state, step_fn, batches, rng, sharded, mngr, after_step):
+  """Steps from `state.step` to the stage's num_steps, logging and checkpointing."""
+  num_steps, batch_size = config[stage].num_steps, config[stage].batch_size
+  start = int(state.step)
+  bar = tqdm.tqdm(range(start, num_steps), initial=start,
+                  total=num_steps, desc=stage, dynamic_ncols=True)
   tick, images = time.perf_counter(), 0
   for step in bar:
     state, metrics = step_fn(state, shard_batch(next(batches), sharded), rng)
     images += batch_size
     done = step + 1
-    if done % config.log_every == 0 or done == stage_config.num_steps:
+    if done % config.log_every == 0 or done == num_steps:
       metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
       if not all(np.isfinite(v) for v in metrics.values()):
         mngr.wait_until_finished()
@@ -205,12 +221,12 @@ def train_stage(config, workdir, stage, log=print):
       tick, images = time.perf_counter(), 0
       bar.set_postfix(loss=f"{metrics['loss']:.4f}", img_s=f"{metrics['images_per_sec']:.0f}")
       _append_metrics(workdir, dict(stage=stage, step=done, **metrics))
-    if done % config.checkpoint_every == 0 or done == stage_config.num_steps:
+    if done % config.checkpoint_every == 0 or done == num_steps:
       if not np.isfinite(float(metrics['l2_params'])):
         raise TrainingError(f'{stage}: non-finite params at step {done}; not saved')
       mngr.save(done, args=checkpoint.ocp.args.StandardSave(state))
-  mngr.wait_until_finished()
-  mngr.close()
+    if after_step:
+      after_step(done)
   return state
 
 

@@ -7,3 +7,43 @@ import os
 
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import importlib.util
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+FMNIST_CONFIG = ROOT / 'experiments' / 'configs' / 'fashion_mnist_zsl.py'
+
+
+def load_config(path=FMNIST_CONFIG, variant=None):
+  """`get_config(variant)` of a config file, as `devise-jax --config` loads it."""
+  spec = importlib.util.spec_from_file_location('config_under_test', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(variant)
+
+
+@pytest.fixture(scope='session')
+def fmnist_data_dir(tmp_path_factory):
+  """A TFDS data_dir with the real Fashion-MNIST prepared once (about 15 s)."""
+  from devise_jax import input_pipeline
+  path = tmp_path_factory.mktemp('tfds')
+  dcfg = load_config().data
+  dcfg.data_dir = str(path)
+  input_pipeline.get_builder(dcfg)
+  return str(path)
+
+
+@pytest.fixture(autouse=True, scope='session')
+def _word_vector_cache(tmp_path_factory):
+  """Tests never touch the user's cache."""
+  os.environ['DEVISE_JAX_CACHE'] = str(tmp_path_factory.mktemp('cache'))
+
+
+@pytest.fixture
+def tiny_config(fmnist_data_dir):
+  config = load_config(variant='tiny')
+  config.data.data_dir = fmnist_data_dir
+  return config

@@ -37,7 +37,7 @@ def get_config(arg=None):
   config.data.unseen_classes = ('Pullover', 'Ankle boot', 'Trouser')  # Exact dataset names.
   config.data.unseen_fraction = 0.0  # Used only when unseen_classes is empty.
   config.data.shuffle_buffer = 10_000
-  config.data.cache = True  # Cache decoded images in memory (small datasets only).
+  config.data.cache = True  # Cache the encoded images in memory (small datasets only).
 
   config.word_vectors = ml_collections.ConfigDict()
   config.word_vectors.source = 'glove-6b-50d'  # Embedded default, or a path to a file.
@@ -65,7 +65,10 @@ def get_config(arg=None):
   config.stage2.batch_size = 128
   config.stage2.learning_rate = 3e-3
   config.stage2.warmup_steps = 50
-  config.stage2.weight_decay = 0.0
+  # Strong decoupled decay: with 7 seen labels the hinge loss constrains only a 6-d
+  # subspace of the 50-d output; decay removes the rest, which is otherwise init noise
+  # that decides unseen predictions (measured: zsl_top1 varied 0.29-0.62 over seeds).
+  config.stage2.weight_decay = 3.0
   config.stage2.encoder_lr_scale = 0.0  # 0 freezes the encoder; the paper fine-tuned it.
   config.stage2.loss = 'hinge_rank'  # or 'cosine' (the first seed's baseline).
   config.stage2.margin = 0.1

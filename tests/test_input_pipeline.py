@@ -1,0 +1,516 @@
+"""Tests of devise_jax.input_pipeline and the fashion_mnist_local builder.
+
+References are independent of the code under test: the IDX files decoded with
+plain gzip/numpy, and images made here with PIL. Preparing fashion_mnist_local
+(70,000 images) once for the session takes about 15 s on 2 cores.
+"""
+
+import gzip
+import importlib.util
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow_datasets as tfds
+
+from devise_jax import input_pipeline
+from devise_jax.datasets import fashion_mnist_local
+
+IDX_DIR = pathlib.Path('/usr/share/datasets/fashion-mnist')
+REPO_ROOT = pathlib.Path(__file__).parents[1]
+CONFIG_PATH = REPO_ROOT / 'experiments' / 'configs' / 'fashion_mnist_zsl.py'
+FASHION_NAMES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
+                 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot']
+
+
+def _idx(name, header_bytes):
+  with gzip.open(IDX_DIR / name) as f:
+    return np.frombuffer(f.read(), np.uint8, offset=header_bytes)
+
+
+@pytest.fixture(scope='session')
+def raw_train():
+  images = _idx('train-images-idx3-ubyte.gz', 16).reshape(-1, 28, 28)
+  return images, _idx('train-labels-idx1-ubyte.gz', 8)
+
+
+@pytest.fixture(scope='session')
+def raw_test():
+  images = _idx('t10k-images-idx3-ubyte.gz', 16).reshape(-1, 28, 28)
+  return images, _idx('t10k-labels-idx1-ubyte.gz', 8)
+
+
+def _base_dcfg():
+  spec = importlib.util.spec_from_file_location('fmnist_config', CONFIG_PATH)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config('tiny').data
+
+
+@pytest.fixture(scope='session')
+def data_dir(tmp_path_factory):
+  """A TFDS data_dir with fashion_mnist_local prepared (about 15 s)."""
+  path = tmp_path_factory.mktemp('tfds')
+  dcfg = _base_dcfg()
+  dcfg.data_dir = str(path)
+  input_pipeline.get_builder(dcfg)
+  return str(path)
+
+
+@pytest.fixture
+def dcfg(data_dir):
+  dcfg = _base_dcfg()
+  dcfg.data_dir = data_dir
+  return dcfg
+
+
+def _unnormalise(images, dcfg):
+  pixels = (images * np.array(dcfg.std) + np.array(dcfg.mean)) * 255
+  return np.round(pixels).astype(np.uint8)
+
+
+# fashion_mnist_local.
+
+
+def test_fashion_mnist_local_matches_idx_files(data_dir, raw_train, raw_test):
+  builder = tfds.builder('fashion_mnist_local', data_dir=data_dir)
+  assert builder.info.features['label'].names == FASHION_NAMES
+  assert builder.info.features['image'].shape == (28, 28, 1)
+  assert builder.info.supervised_keys == ('image', 'label')
+  assert builder.info.splits['train'].num_examples == 60_000
+  assert builder.info.splits['test'].num_examples == 10_000
+  for split, (images, labels) in [('train[:300]', raw_train),
+                                  ('test[:300]', raw_test)]:
+    got = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+    np.testing.assert_array_equal(got['image'][..., 0], images[:300])
+    np.testing.assert_array_equal(got['label'], labels[:300])
+  got = tfds.as_numpy(builder.as_dataset(split='train[-50:]', batch_size=-1))
+  np.testing.assert_array_equal(got['image'][..., 0], raw_train[0][-50:])
+
+
+def test_fashion_idx_errors_name_the_file(tmp_path):
+  shutil.copy(IDX_DIR / 't10k-images-idx3-ubyte.gz', tmp_path)
+  with pytest.raises(FileNotFoundError, match='t10k-labels-idx1-ubyte.gz'):
+    fashion_mnist_local.load_split(tmp_path, 'test')
+  labels = gzip.decompress((IDX_DIR / 't10k-labels-idx1-ubyte.gz').read_bytes())
+  (tmp_path / 't10k-labels-idx1-ubyte.gz').write_bytes(
+      gzip.compress(labels[:-10]))
+  with pytest.raises(ValueError, match='truncated IDX file .*t10k-labels'):
+    fashion_mnist_local.load_split(tmp_path, 'test')
+  (tmp_path / 't10k-labels-idx1-ubyte.gz').write_bytes(
+      gzip.compress(labels)[:100])
+  with pytest.raises(ValueError, match='truncated gzip file .*t10k-labels'):
+    fashion_mnist_local.load_split(tmp_path, 'test')
+  (tmp_path / 't10k-labels-idx1-ubyte.gz').write_bytes(
+      gzip.compress(b'\0\0\x08\x03' + labels[4:]))
+  with pytest.raises(ValueError, match='bad IDX magic number 2051'):
+    fashion_mnist_local.load_split(tmp_path, 'test')
+
+
+def test_fashion_manual_dir_without_the_files(tmp_path):
+  manual = tmp_path / 'manual'
+  manual.mkdir()
+  (manual / 'README').write_text('not the IDX files')
+  dcfg = _base_dcfg()
+  dcfg.data_dir, dcfg.manual_dir = str(tmp_path / 'tfds'), str(manual)
+  with pytest.raises(FileNotFoundError, match='train-images-idx3-ubyte.gz'):
+    input_pipeline.get_builder(dcfg)
+
+
+# Preprocessing.
+
+
+def test_preprocess_gray_array():
+  dcfg = _base_dcfg()
+  image = np.full((10, 20), 51, np.uint8)  # 0.2 after scaling to [0, 1].
+  for train, seed in [(False, None), (True, [1, 2])]:
+    out = input_pipeline.preprocess(image, dcfg, train=train, seed=seed)
+    assert out.shape == (32, 32, 3)
+    np.testing.assert_allclose(out, (0.2 - 0.5) / 0.5, atol=1e-6)
+
+
+def test_preprocess_train_is_seeded():
+  dcfg = _base_dcfg()
+  image = np.random.default_rng(0).integers(0, 256, (40, 30, 3), np.uint8)
+  first, again, other = [
+      input_pipeline.preprocess(image, dcfg, train=True, seed=seed).numpy()
+      for seed in ([3, 4], [3, 4], [3, 5])]
+  np.testing.assert_array_equal(first, again)
+  assert not np.array_equal(first, other)
+
+
+# Classes.
+
+
+def test_class_names(dcfg):
+  assert input_pipeline.class_names(dcfg) == FASHION_NAMES
+
+
+def test_split_classes_named(dcfg):
+  dcfg.unseen_classes = ('Trouser', 'Ankle boot', 'Pullover')
+  seen, unseen = input_pipeline.split_classes(dcfg, seed=0)
+  np.testing.assert_array_equal(unseen, [1, 2, 9])
+  np.testing.assert_array_equal(seen, [0, 3, 4, 5, 6, 7, 8])
+
+
+def test_split_classes_unknown_names_lists_all(dcfg):
+  dcfg.unseen_classes = ('Trouser', 'Jacket', 'ankle boot')
+  with pytest.raises(ValueError) as e:
+    input_pipeline.split_classes(dcfg, seed=0)
+  message = str(e.value)
+  assert "unknown unseen classes ['Jacket', 'ankle boot']" in message
+  assert "'Ankle boot'" in message and "'T-shirt/top'" in message
+
+
+def test_split_classes_duplicates(dcfg):
+  dcfg.unseen_classes = ('Bag', 'Bag')
+  with pytest.raises(ValueError, match='duplicate unseen classes'):
+    input_pipeline.split_classes(dcfg, seed=0)
+
+
+def test_split_classes_random_fraction_is_seeded(dcfg):
+  dcfg.unseen_classes = ()
+  dcfg.unseen_fraction = 0.3
+  seen, unseen = input_pipeline.split_classes(dcfg, seed=7)
+  assert len(unseen) == 3 and len(seen) == 7
+  np.testing.assert_array_equal(np.sort(np.concatenate([seen, unseen])),
+                                np.arange(10))
+  assert list(unseen) == sorted(unseen) and list(seen) == sorted(seen)
+  again = input_pipeline.split_classes(dcfg, seed=7)
+  np.testing.assert_array_equal(again[1], unseen)
+  others = {tuple(input_pipeline.split_classes(dcfg, seed=s)[1])
+            for s in range(10)}
+  assert len(others) > 1
+
+
+@pytest.mark.parametrize('fraction', [0.0, 1.0, -0.5, 1.5])
+def test_split_classes_invalid_fraction(dcfg, fraction):
+  dcfg.unseen_classes = ()
+  dcfg.unseen_fraction = fraction
+  with pytest.raises(ValueError, match=r'unseen_fraction is not in \(0, 1\)'):
+    input_pipeline.split_classes(dcfg, seed=0)
+
+
+# Training iterator.
+
+
+def test_train_batches_never_hold_unseen_images(dcfg, raw_train):
+  # image_size 28 without padding makes the train transform only a flip, so
+  # every image can be looked up among the raw IDX images.
+  dcfg.train_split = 'train[:1000]'
+  dcfg.image_size, dcfg.crop_padding = 28, 0
+  seen, unseen = input_pipeline.split_classes(dcfg, seed=0)
+  images, labels = raw_train[0][:1000], raw_train[1][:1000]
+  labels_of = {}
+  for image, label in zip(images, labels):
+    for view in (image, image[:, ::-1]):
+      labels_of.setdefault(view.tobytes(), set()).add(int(label))
+  it = input_pipeline.train_iterator(dcfg, batch_size=64, seed=1,
+                                     class_ids=seen)
+  got_labels = []
+  for _ in range(40):  # Four epochs of the ~700 seen images.
+    batch = next(it)
+    assert batch['image'].shape == (64, 28, 28, 3)
+    assert batch['image'].dtype == np.float32
+    assert batch['label'].dtype == np.int32
+    pixels = _unnormalise(batch['image'], dcfg)
+    for image, label in zip(pixels, batch['label']):
+      np.testing.assert_array_equal(image[..., 0], image[..., 2])
+      assert label in labels_of[image[..., 0].tobytes()]
+    got_labels.extend(batch['label'])
+  assert not set(got_labels) & set(unseen.tolist())
+  assert set(got_labels) == set(seen.tolist())
+
+
+@pytest.mark.parametrize('cache', [True, False])
+def test_train_resume_is_exact(dcfg, cache):
+  dcfg.cache = cache
+  dcfg.train_split = 'train[:600]'
+  dcfg.shuffle_buffer = 100
+  seen, _ = input_pipeline.split_classes(dcfg, seed=0)
+  kwargs = dict(batch_size=32, seed=3, class_ids=seen)
+  it = input_pipeline.train_iterator(dcfg, **kwargs)
+  full = [next(it) for _ in range(20)]
+  resumed = input_pipeline.train_iterator(dcfg, start_step=13, **kwargs)
+  for k in range(13, 20):
+    batch = next(resumed)
+    np.testing.assert_array_equal(batch['image'], full[k]['image'])
+    np.testing.assert_array_equal(batch['label'], full[k]['label'])
+  other_seed = next(input_pipeline.train_iterator(
+      dcfg, batch_size=32, seed=4, class_ids=seen))
+  assert not np.array_equal(other_seed['image'], full[0]['image'])
+
+
+def test_train_resume_in_a_new_process(dcfg, tmp_path):
+  # A restarted job starts with fresh TF state.
+  dcfg.train_split = 'train[:600]'
+  dcfg.shuffle_buffer = 100
+  kwargs = dict(batch_size=32, seed=5, class_ids=list(range(10)))
+  it = input_pipeline.train_iterator(dcfg, **kwargs)
+  expected = [next(it) for _ in range(8)][6:]
+  out = tmp_path / 'batches.npz'
+  script = f'''
+import ml_collections
+import numpy as np
+from devise_jax import input_pipeline
+dcfg = ml_collections.ConfigDict({dcfg.to_dict()!r})
+it = input_pipeline.train_iterator(dcfg, start_step=6, **{kwargs!r})
+batches = [next(it) for _ in range(2)]
+np.savez({str(out)!r}, image=[b['image'] for b in batches],
+         label=[b['label'] for b in batches])
+'''
+  result = subprocess.run([sys.executable, '-c', script], cwd=REPO_ROOT,
+                          capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  got = np.load(out)
+  np.testing.assert_array_equal(got['image'], [b['image'] for b in expected])
+  np.testing.assert_array_equal(got['label'], [b['label'] for b in expected])
+
+
+def test_train_iterator_is_shuffled_and_augmented(dcfg, raw_train):
+  dcfg.train_split = 'train[:200]'
+  dcfg.shuffle_buffer = 200
+  batch = next(input_pipeline.train_iterator(
+      dcfg, batch_size=200, seed=0, class_ids=range(10)))
+  assert batch['image'].shape == (200, 32, 32, 3)
+  # Shuffling follows the repeat, so a batch may mix two epochs.
+  assert not np.array_equal(batch['label'], raw_train[1][:200])
+  assert set(batch['label']) == set(range(10))
+  eval_batch = next(input_pipeline.eval_iterator(dcfg, split='train[:200]',
+                                                 batch_size=200))
+  # Random crops: most training images differ from every centre crop.
+  centre = {image.tobytes() for image in eval_batch['image']}
+  assert sum(image.tobytes() in centre for image in batch['image']) < 100
+
+
+def test_train_iterator_rejects_bad_class_ids(dcfg):
+  with pytest.raises(ValueError, match='class_ids is empty'):
+    input_pipeline.train_iterator(dcfg, batch_size=8, seed=0, class_ids=[])
+  with pytest.raises(ValueError, match=r'not label ids in \[0, 10\)'):
+    input_pipeline.train_iterator(dcfg, batch_size=8, seed=0, class_ids=[3, 10])
+
+
+# Evaluation iterator.
+
+
+def test_eval_iterator_covers_split_once(dcfg, raw_test):
+  dcfg.image_size, dcfg.crop_padding = 28, 0
+  assert input_pipeline.num_examples(dcfg, 'test[:1000]') == 1000
+  batches = list(input_pipeline.eval_iterator(dcfg, split='test[:1000]',
+                                              batch_size=300))
+  assert len(batches) == 4
+  for batch in batches:
+    assert batch['image'].shape == (300, 28, 28, 3)
+    assert batch['mask'].dtype == bool
+  assert batches[-1]['mask'][:100].all() and not batches[-1]['mask'][100:].any()
+  mask = np.concatenate([b['mask'] for b in batches])
+  labels = np.concatenate([b['label'] for b in batches])[mask]
+  images = np.concatenate([b['image'] for b in batches])[mask]
+  assert mask.sum() == 1000
+  np.testing.assert_array_equal(labels, raw_test[1][:1000])
+  assert set(labels) == set(range(10))
+  pixels = _unnormalise(images, dcfg)
+  np.testing.assert_array_equal(pixels[..., 1], raw_test[0][:1000])
+
+
+def test_eval_iterator_default_shapes(dcfg):
+  batch = next(input_pipeline.eval_iterator(dcfg, split='test[:10]',
+                                            batch_size=16))
+  assert batch['image'].shape == (16, 32, 32, 3)
+  assert batch['image'].dtype == np.float32
+  assert batch['mask'].sum() == 10
+  assert np.all(batch['image'][10:] == 0)
+  assert -1 <= batch['image'].min() and batch['image'].max() <= 1
+
+
+def test_multi_process_shares(dcfg, monkeypatch):
+  monkeypatch.setattr(jax, 'process_count', lambda: 2)
+  counts, num_batches = [], []
+  for index in (0, 1):
+    monkeypatch.setattr(jax, 'process_index', lambda i=index: i)
+    batches = list(input_pipeline.eval_iterator(dcfg, split='test[:101]',
+                                                batch_size=20))
+    assert all(b['image'].shape[0] == 10 for b in batches)
+    counts.append(sum(b['mask'].sum() for b in batches))
+    num_batches.append(len(batches))
+    batch = next(input_pipeline.train_iterator(dcfg, batch_size=20, seed=0,
+                                               class_ids=range(10)))
+    assert batch['label'].shape == (10,)
+  assert sum(counts) == 101 and num_batches == [6, 6]
+  with pytest.raises(ValueError, match='multiple of jax.process_count'):
+    input_pipeline.train_iterator(dcfg, batch_size=15, seed=0,
+                                  class_ids=range(10))
+
+
+# A registered TFDS dataset.
+
+
+def test_stanford_dogs_through_mock_data():
+  dcfg = _base_dcfg()
+  dcfg.name = 'stanford_dogs'
+  dcfg.train_split, dcfg.eval_split = 'train', 'test'
+  with tfds.testing.mock_data(num_examples=20):
+    names = input_pipeline.class_names(dcfg)
+    assert len(names) == 120 and len(set(names)) == 120
+    batch = next(input_pipeline.train_iterator(dcfg, batch_size=8, seed=0,
+                                               class_ids=range(120)))
+    assert batch['image'].shape == (8, 32, 32, 3)
+    assert batch['label'].shape == (8,) and batch['label'].max() < 120
+    batches = list(input_pipeline.eval_iterator(dcfg, split='test',
+                                                batch_size=8))
+  assert [b['image'].shape for b in batches] == [(8, 32, 32, 3)] * 3
+  assert sum(b['mask'].sum() for b in batches) == 20
+  for b in batches:
+    assert np.isfinite(b['image']).all()
+    assert b['image'].std() > 0.1  # Random RGB pixels, not padding.
+
+
+# Image folders.
+
+# Solid colours survive JPEG, so a decoded pixel tells which class it was.
+COLOURS = {'cat': (200, 30, 30), 'dog': (30, 30, 200), 'owl': (128, 128, 128)}
+
+
+def _make_class_dir(directory, label, count):
+  """Writes `count` images of sizes around 30 px, JPEG and PNG alternately."""
+  directory.mkdir(parents=True)
+  paths = []
+  for i in range(count):
+    path = directory / f'{label}{i}{".png" if i % 2 else ".jpg"}'
+    size = (20 + 7 * i, 30 + 3 * i)
+    if label == 'owl':  # Grayscale files.
+      image = Image.new('L', size, COLOURS[label][0])
+    elif i % 4 == 3:  # A PNG with an alpha channel.
+      image = Image.new('RGBA', size, COLOURS[label] + (100,))
+    else:
+      image = Image.new('RGB', size, COLOURS[label])
+    image.save(path)
+    paths.append(path)
+  return paths
+
+
+def _folder_dcfg(root):
+  dcfg = _base_dcfg()
+  dcfg.name, dcfg.folder = 'image_folder', str(root)
+  dcfg.train_split, dcfg.eval_split = 'train', 'test'
+  dcfg.unseen_classes = ()
+  dcfg.unseen_fraction = 0.3
+  return dcfg
+
+
+def _check_colours(batch, dcfg, names):
+  pixels = _unnormalise(batch['image'], dcfg).astype(int)
+  for image, label, valid in zip(pixels, batch['label'], batch['mask']):
+    if valid:
+      error = np.abs(image - np.array(COLOURS[names[label]]))
+      assert error.max() <= 8, (names[label], image[0, 0])
+
+
+def test_image_folder_with_splits(tmp_path):
+  for split, count in [('train', 5), ('test', 3)]:
+    for label in COLOURS:
+      _make_class_dir(tmp_path / split / label, label, count)
+  dcfg = _folder_dcfg(tmp_path)
+  names = input_pipeline.class_names(dcfg)
+  assert names == ['cat', 'dog', 'owl']
+  assert input_pipeline.num_examples(dcfg, 'train') == 15
+  assert input_pipeline.num_examples(dcfg, 'test') == 9
+  batches = list(input_pipeline.eval_iterator(dcfg, split='test', batch_size=4))
+  assert len(batches) == 3
+  labels = np.concatenate([b['label'][b['mask']] for b in batches])
+  assert sorted(labels) == [0] * 3 + [1] * 3 + [2] * 3
+  for batch in batches:
+    assert batch['image'].shape == (4, 32, 32, 3)
+    _check_colours(batch, dcfg, names)
+  seen, _ = input_pipeline.split_classes(dcfg, seed=0)
+  batch = next(input_pipeline.train_iterator(dcfg, batch_size=6, seed=0,
+                                             class_ids=seen))
+  assert set(batch['label']) <= set(seen.tolist())
+  _check_colours(dict(batch, mask=np.ones(6, bool)), dcfg, names)
+  with pytest.raises(ValueError, match='no slices'):
+    input_pipeline.eval_iterator(dcfg, split='train[:10%]', batch_size=4)
+
+
+def _split_files(dcfg):
+  builder = input_pipeline.get_builder(dcfg)
+  files = {}
+  for split in ('train', 'test'):
+    ds = builder.as_dataset(split=split,
+                            decoders={'image': tfds.decode.SkipDecoding()})
+    paths = tfds.as_numpy(ds.map(lambda ex: ex['image/filename']))
+    files[split] = [pathlib.Path(p.decode()).relative_to(dcfg.folder)
+                    for p in paths]
+  return files
+
+
+def test_flat_image_folder(tmp_path):
+  root = tmp_path / 'pictures'
+  expected = {'cat': 10, 'dog': 5, 'owl': 1}
+  all_files = set()
+  for label, count in expected.items():
+    all_files |= {p.relative_to(root)
+                  for p in _make_class_dir(root / label, label, count)}
+  (root / 'empty').mkdir()
+  dcfg = _folder_dcfg(root)
+  names = input_pipeline.class_names(dcfg)
+  assert names == ['cat', 'dog', 'empty', 'owl']
+  files = _split_files(dcfg)
+  train, test = set(files['train']), set(files['test'])
+  assert not train & test and train | test == all_files
+  assert len(files['train']) == len(train)
+  # Test fraction 0.2: 2 of 10 cats, 1 of 5 dogs, and the single owl trains.
+  assert sorted(p.parts[0] for p in test) == ['cat', 'cat', 'dog']
+  assert input_pipeline.num_examples(dcfg, 'test') == 3
+  assert input_pipeline.num_examples(dcfg, 'train') == 13
+  # The split depends on file names only, not on where the folder is.
+  moved = tmp_path / 'elsewhere'
+  shutil.copytree(root, moved)
+  assert _split_files(_folder_dcfg(moved)) == files
+  batches = list(input_pipeline.eval_iterator(dcfg, split='test', batch_size=2))
+  assert sum(b['mask'].sum() for b in batches) == 3
+  for batch in batches:
+    _check_colours(batch, dcfg, names)
+  batch = next(input_pipeline.train_iterator(dcfg, batch_size=4, seed=0,
+                                             class_ids=[0, 3]))
+  assert batch['image'].shape == (4, 32, 32, 3)
+  assert set(batch['label']) <= {0, 3}
+  _check_colours(dict(batch, mask=np.ones(4, bool)), dcfg, names)
+  with pytest.raises(ValueError, match='no examples of classes'):
+    input_pipeline.train_iterator(dcfg, batch_size=4, seed=0, class_ids=[2])
+
+
+def test_image_folder_errors(tmp_path):
+  with pytest.raises(ValueError, match='config.data.folder is empty'):
+    input_pipeline.class_names(_folder_dcfg(''))
+  with pytest.raises(ValueError, match='is not a directory'):
+    input_pipeline.class_names(_folder_dcfg(tmp_path / 'missing'))
+  (tmp_path / 'cat').mkdir()
+  with pytest.raises(ValueError, match='no images'):
+    input_pipeline.class_names(_folder_dcfg(tmp_path))
+
+
+# Bad input.
+
+
+def test_unknown_dataset_name(dcfg):
+  dcfg.name = 'no_such_dataset'
+  with pytest.raises(ValueError, match="unknown dataset 'no_such_dataset' "
+                     r'\(not registered in tensorflow_datasets\)'):
+    input_pipeline.get_builder(dcfg)
+
+
+def test_dataset_without_image_and_label(dcfg, tmp_path):
+  dcfg.name, dcfg.data_dir = 'iris', str(tmp_path)  # Features, no image.
+  with pytest.raises(ValueError, match="needs an Image feature `image`"):
+    input_pipeline.get_builder(dcfg)
+
+
+@pytest.mark.parametrize('split', ['validation', 'train[:200%]', 'test[5:5]'])
+def test_bad_split(dcfg, split):
+  with pytest.raises(ValueError, match='split'):
+    input_pipeline.eval_iterator(dcfg, split=split, batch_size=8)

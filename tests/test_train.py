@@ -1,0 +1,153 @@
+"""End to end on a slice of the real Fashion-MNIST + GloVe: train, interrupt, resume,
+evaluate; and the errors a user meets with bad input."""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from devise_jax import checkpoint
+from devise_jax import evaluate
+from devise_jax import train
+
+
+class Interrupted(Exception):
+  pass
+
+
+def _interrupt_at(step):
+  def after_step(done):
+    if done == step:
+      raise Interrupted
+  return after_step
+
+
+def _assert_same_params(workdir_a, workdir_b, stage):
+  a, step_a = checkpoint.load_variables(workdir_a, stage)
+  b, step_b = checkpoint.load_variables(workdir_b, stage)
+  assert step_a == step_b
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_array_equal(x, y)  # Bitwise: CPU XLA is deterministic.
+
+
+@pytest.fixture(scope='module')
+def reference_run(tmp_path_factory, fmnist_data_dir):
+  """An uninterrupted tiny run of both stages."""
+  from conftest import load_config
+  config = load_config(variant='tiny')
+  config.data.data_dir = fmnist_data_dir
+  workdir = str(tmp_path_factory.mktemp('reference'))
+  train.train(config, workdir)
+  return config, workdir
+
+
+def test_interrupted_run_resumes_to_the_same_params_and_evaluates(reference_run, tmp_path):
+  config, reference = reference_run
+  workdir = str(tmp_path / 'run')
+  with pytest.raises(Interrupted):  # Dies at step 4; the last checkpoint is step 3.
+    train.train_stage(config, workdir, 'stage1', after_step=_interrupt_at(4))
+  assert checkpoint.manager(workdir, 'stage1').all_steps() == [3]
+  messages = []
+  train.train(config, workdir, log=messages.append)
+  assert 'stage1: resuming from step 3' in messages
+  assert any(m.startswith('stage2: starting from stage1 step 6') for m in messages)
+  _assert_same_params(reference, workdir, 'stage1')
+  _assert_same_params(reference, workdir, 'stage2')
+
+  result = evaluate.evaluate(workdir)
+  metrics = json.loads((tmp_path / 'run' / 'eval.json').read_text())['metrics']
+  assert metrics == result['metrics']
+  for key in ('zsl_top1', 'per_class_zsl_top1', 'gzsl_seen', 'gzsl_unseen', 'gzsl_h',
+              'conse_zsl_top1', 'chance_zsl_top1', 'seen_hit@1', 'seen_hit@5'):
+    assert 0.0 <= metrics[key] <= 1.0, key
+  assert metrics['chance_zsl_top1'] == pytest.approx(1 / 3)
+  assert metrics['num_seen_images'] + metrics['num_unseen_images'] == 256
+  records = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
+  assert {r['stage'] for r in records} == {'stage1', 'stage2'}
+  assert all(np.isfinite(r['loss']) and r['images_per_sec'] > 0 for r in records)
+
+
+def test_unreadable_latest_checkpoint_falls_back_and_is_kept_aside(reference_run, tmp_path):
+  config, reference = reference_run
+  workdir = tmp_path / 'run'
+  shutil.copytree(reference, workdir)
+  shutil.rmtree(workdir / 'checkpoints' / 'stage2')
+  latest = workdir / 'checkpoints' / 'stage1' / '6'
+  for f in latest.rglob('*'):  # Truncate every file: a half-written checkpoint.
+    if f.is_file() and f.name not in ('_CHECKPOINT_METADATA', 'commit_success.txt'):
+      f.write_bytes(f.read_bytes()[:len(f.read_bytes()) // 3])
+  messages = []
+  train.train(config, str(workdir), log=messages.append)
+  assert any('checkpoint' in m and 'unreadable' in m for m in messages), messages
+  assert 'stage1: resuming from step 3' in messages
+  quarantined = list((workdir / 'quarantine').iterdir())
+  assert [q.name.split('-')[:2] for q in quarantined] == [['stage1', 'step6']]
+  _assert_same_params(reference, str(workdir), 'stage1')
+  _assert_same_params(reference, str(workdir), 'stage2')
+
+
+def test_a_different_config_on_the_same_workdir_is_refused(reference_run, tmp_path):
+  config, reference = reference_run
+  workdir = tmp_path / 'run'
+  shutil.copytree(reference, workdir)
+  before = (workdir / 'config.json').read_text()
+  changed = config.copy_and_resolve_references()
+  changed.stage1.learning_rate = 0.5
+  with pytest.raises(checkpoint.CheckpointError, match='stage1.learning_rate'):
+    train.train(changed, str(workdir))
+  assert (workdir / 'config.json').read_text() == before
+
+
+@pytest.mark.parametrize('field,value,message', [
+    ('data.name', 'no_such_dataset', "unknown dataset 'no_such_dataset'"),
+    ('data.unseen_classes', ('Sandal', 'Gumboot', 'Wellie'), 'Gumboot'),
+    ('data.unseen_classes', (), 'unseen_fraction'),
+    ('word_vectors.source', '/nonexistent/vectors.vec', '/nonexistent/vectors.vec'),
+])
+def test_bad_config_values_are_clear_errors(tiny_config, tmp_path, field, value, message):
+  section, key = field.split('.')
+  tiny_config[section][key] = value
+  with pytest.raises((ValueError, FileNotFoundError), match=message):
+    train.prepare_workdir(tiny_config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run' / 'classes.json').exists()
+
+
+def test_truncated_word_vector_file_is_a_clear_error(tiny_config, tmp_path):
+  good = tmp_path / 'good.txt'
+  good.write_text('3 2\nshirt 0.1 0.2\ncoat 0.3 0.4\nbag 0.5 0.6\n')
+  bad = tmp_path / 'bad.txt'
+  bad.write_text('3 2\nshirt 0.1 0.2\ncoat 0.')
+  tiny_config.word_vectors.source = str(bad)
+  with pytest.raises(ValueError, match='bad.txt'):
+    train.prepare_workdir(tiny_config, str(tmp_path / 'run'))
+
+
+def test_batch_that_does_not_divide_over_devices_is_a_clear_error(tiny_config, tmp_path):
+  tiny_config.stage1.batch_size = jax.device_count() + 1
+  with pytest.raises(ValueError, match='does not divide over'):
+    train.train_stage(tiny_config, str(tmp_path / 'run'), 'stage1')
+
+
+def _cli(*args):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+  return subprocess.run([sys.executable, '-c', 'from devise_jax import cli; cli.run()', *args],
+                        capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_cli_errors_are_one_line(tmp_path):
+  config = str(pathlib.Path(__file__).parent.parent / 'experiments/configs/fashion_mnist_zsl.py')
+  proc = _cli('train', '--config', f'{config}:tiny', '--workdir', str(tmp_path),
+              '--config.stage1.no_such_key=3')
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1] == (
+      "devise-jax: error: unknown config key 'stage1.no_such_key'")
+  proc = _cli('eval', '--workdir', str(tmp_path / 'empty'))
+  assert proc.returncode == 1
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith('devise-jax: error:') and 'config.json is missing' in last
