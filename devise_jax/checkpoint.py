@@ -7,10 +7,12 @@ Layout of a workdir:
   checkpoints/<stage>/<step>/   Orbax checkpoints of each stage's TrainState
   quarantine/          unreadable checkpoints moved aside on resume (never deleted)
   metrics.jsonl        one JSON object per logged step
+  fingerprints.jsonl   SHA-256 of the params' bytes at every saved step
   eval.json            the last evaluation
 Everything evaluation (and the demo) needs is in here.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -132,7 +134,10 @@ def _quarantine(directory, step):
 
 
 def load_variables(workdir, stage):
-  """Params and batch stats of a stage's latest checkpoint, as host numpy trees."""
+  """Params and batch stats of a stage's latest checkpoint, as host numpy trees.
+
+  Restores onto this process's first device, whatever device count saved it.
+  """
   directory = os.path.join(workdir, 'checkpoints', stage)
   if not os.path.isdir(directory):
     raise CheckpointError(f'no {stage} checkpoint in {workdir}: train it first')
@@ -141,11 +146,36 @@ def load_variables(workdir, stage):
   if step is None:
     raise CheckpointError(f'no complete {stage} checkpoint in {directory}')
   try:
-    raw = mngr.restore(step, args=ocp.args.StandardRestore())
-  except Exception as e:
+    metadata = ocp.StandardCheckpointer().metadata(
+        os.path.join(os.path.abspath(directory), str(step), 'default')).item_metadata
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree_util.tree_map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata.tree)
+    raw = mngr.restore(step, args=ocp.args.StandardRestore(target))
+    raw = {k: v for k, v in raw.items() if k in ('params', 'batch_stats') and v}
+  except Exception as e:  # Orbax raises many types for damaged files.
     raise CheckpointError(f'checkpoint {directory}/{step} is unreadable: '
                           f'{str(e).splitlines()[0][:200]}') from None
-  variables = {'params': raw['params']}
-  if raw.get('batch_stats'):
-    variables['batch_stats'] = raw['batch_stats']
-  return jax.tree_util.tree_map(np.asarray, variables), int(step)
+  finally:
+    mngr.close()
+  return jax.tree_util.tree_map(np.asarray, dict(raw)), int(step)
+
+def fingerprint(params):
+  """SHA-256 (hex) of every param's path, dtype, shape and bytes, in tree order."""
+  digest = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    if isinstance(leaf, jax.Array):  # Replicated: any local copy is the whole value.
+      leaf = leaf.addressable_data(0)
+    array = np.ascontiguousarray(np.asarray(leaf))
+    digest.update(f'{jax.tree_util.keystr(path)}|{array.dtype}|{array.shape}|'.encode())
+    digest.update(array.tobytes())
+  return digest.hexdigest()
+
+
+def record_fingerprint(workdir, stage, step, params):
+  """Appends the params' fingerprint at a saved step to fingerprints.jsonl."""
+  value = fingerprint(params)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'fingerprints.jsonl'), 'a', encoding='utf-8') as f:
+      f.write(json.dumps(dict(stage=stage, step=step, params_sha256=value)) + '\n')
+  return value

@@ -23,6 +23,15 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory of the run (checkpoints, logs).')
 _STAGES = flags.DEFINE_list('stages', 'stage1,stage2', 'Training stages to run, in order.')
 _SPLIT = flags.DEFINE_string('split', None, 'Eval split (default: config.data.eval_split).')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', os.environ.get('DEVISE_JAX_COORDINATOR'),
+    'Multi-host: host:port of process 0 (or $DEVISE_JAX_COORDINATOR).')
+_NUM_PROCESSES = flags.DEFINE_integer(
+    'num_processes', int(os.environ.get('DEVISE_JAX_NUM_PROCESSES', 1)),
+    'Multi-host: number of processes (or $DEVISE_JAX_NUM_PROCESSES).')
+_PROCESS_ID = flags.DEFINE_integer(
+    'process_id', int(os.environ.get('DEVISE_JAX_PROCESS_ID', 0)),
+    "Multi-host: this process's index (or $DEVISE_JAX_PROCESS_ID).")
 
 
 class UsageError(Exception):
@@ -37,6 +46,9 @@ def _train():
   if unknown:
     raise UsageError(f'unknown --stages {unknown}; expected some of {list(train.STAGES)}')
   train.train(_CONFIG.value, _WORKDIR.value, _STAGES.value)
+  import jax
+  if jax.process_count() > 1 or 'stage2' not in _STAGES.value:
+    return  # Evaluation needs both stages, in one process: `devise-jax eval` does it.
   _eval_and_print()
 
 
@@ -56,10 +68,30 @@ def main(argv):
   {'train': _train, 'eval': _eval_and_print}[argv[1]]()
 
 
+def _enable_compilation_cache():
+  """XLA's persistent cache: a rerun (resume, eval) skips recompiling the model."""
+  import jax
+  if not jax.config.jax_compilation_cache_dir:
+    cache = os.environ.get('DEVISE_JAX_CACHE') or os.path.expanduser('~/.cache/devise_jax')
+    jax.config.update('jax_compilation_cache_dir', os.path.join(cache, 'xla'))
+
+
+def _initialize_distributed():
+  """Joins a multi-process run when a coordinator is given; one process otherwise."""
+  if not _COORDINATOR.value:
+    return
+  import jax
+  # CPU processes need gloo for cross-process collectives; accelerators ignore this.
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+
+
 def _main_with_clean_errors(argv):
   """Expected errors end in one line on stderr and exit status 1 (no traceback)."""
   from devise_jax import checkpoint, train
   logging.set_verbosity(logging.WARNING)  # Orbax and TFDS log every step at INFO.
+  _enable_compilation_cache()
+  _initialize_distributed()
   try:
     main(argv)
   except (UsageError, ValueError, FileNotFoundError, KeyError, checkpoint.CheckpointError,

@@ -7,6 +7,11 @@ import os
 
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# Compiling the SqueezeNet train step takes ~20 s on 2 cores; the tests compile the same
+# programs many times (and in subprocesses), so they share XLA's persistent cache.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '.cache', 'jax'))
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 
 import importlib.util
 import pathlib
@@ -47,3 +52,14 @@ def tiny_config(fmnist_data_dir):
   config = load_config(variant='tiny')
   config.data.data_dir = fmnist_data_dir
   return config
+
+
+@pytest.fixture(scope='session')
+def reference_run(tmp_path_factory, fmnist_data_dir):
+  """An uninterrupted tiny run of both stages: (config, workdir, params fingerprint)."""
+  from devise_jax import train
+  config = load_config(variant='tiny')
+  config.data.data_dir = fmnist_data_dir
+  workdir = str(tmp_path_factory.mktemp('reference'))
+  fingerprint = train.train(config, workdir, log=lambda message: None)
+  return config, workdir, fingerprint

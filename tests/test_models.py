@@ -53,23 +53,26 @@ def test_ceil_mode_max_pool_against_a_loop():
 def test_batchnorm_option_adds_running_stats_and_uses_them_in_eval():
   model = devise.DeViSEModel(num_classes=3, embed_dim=4, use_bn=True)
   x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
-  variables = model.init(jax.random.key(0), x)
+  variables = jax.jit(model.init)(jax.random.key(0), x)
   assert 'batch_stats' in variables
-  out, updates = model.apply(variables, x, train=True, mutable=['batch_stats'],
-                             rngs={'dropout': jax.random.key(2)})
+  train_apply = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'],
+                                                 rngs={'dropout': jax.random.key(2)}))
+  out, updates = train_apply(variables, x)
   changed = jax.tree_util.tree_map(lambda a, b: not np.allclose(a, b),
                                    variables['batch_stats'], updates['batch_stats'])
   assert all(jax.tree_util.tree_leaves(changed))
   # Eval mode is deterministic: no dropout, running statistics.
-  a = model.apply(variables, x)['logits']
-  b = model.apply(variables, x)['logits']
+  eval_apply = jax.jit(model.apply)
+  a = eval_apply(variables, x)['logits']
+  b = eval_apply(variables, x)['logits']
   np.testing.assert_array_equal(a, b)
 
 
 def test_frozen_encoder_gets_no_gradient():
   model = devise.DeViSEModel(num_classes=3, embed_dim=4, freeze_encoder=True)
   x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
-  params = model.init(jax.random.key(0), x)['params']
-  grads = jax.grad(lambda p: model.apply({'params': p}, x)['embedding'].sum())(params)
+  params = jax.jit(model.init)(jax.random.key(0), x)['params']
+  grads = jax.jit(jax.grad(lambda p: model.apply({'params': p}, x)['embedding'].sum()))(
+      params)
   assert all(not np.any(g) for g in jax.tree_util.tree_leaves(grads['encoder']))
   assert np.any(grads['projection']['kernel'])

@@ -36,25 +36,16 @@ def _assert_same_params(workdir_a, workdir_b, stage):
     np.testing.assert_array_equal(x, y)  # Bitwise: CPU XLA is deterministic.
 
 
-@pytest.fixture(scope='module')
-def reference_run(tmp_path_factory, fmnist_data_dir):
-  """An uninterrupted tiny run of both stages."""
-  from conftest import load_config
-  config = load_config(variant='tiny')
-  config.data.data_dir = fmnist_data_dir
-  workdir = str(tmp_path_factory.mktemp('reference'))
-  train.train(config, workdir)
-  return config, workdir
-
-
 def test_interrupted_run_resumes_to_the_same_params_and_evaluates(reference_run, tmp_path):
-  config, reference = reference_run
+  config, reference, reference_fingerprint = reference_run
   workdir = str(tmp_path / 'run')
   with pytest.raises(Interrupted):  # Dies at step 4; the last checkpoint is step 3.
     train.train_stage(config, workdir, 'stage1', after_step=_interrupt_at(4))
   assert checkpoint.manager(workdir, 'stage1').all_steps() == [3]
   messages = []
-  train.train(config, workdir, log=messages.append)
+  fingerprint = train.train(config, workdir, log=messages.append)
+  assert fingerprint == reference_fingerprint
+  assert messages[-1] == f'params fingerprint: {fingerprint}'
   assert 'stage1: resuming from step 3' in messages
   assert any(m.startswith('stage2: starting from stage1 step 6') for m in messages)
   _assert_same_params(reference, workdir, 'stage1')
@@ -74,7 +65,7 @@ def test_interrupted_run_resumes_to_the_same_params_and_evaluates(reference_run,
 
 
 def test_unreadable_latest_checkpoint_falls_back_and_is_kept_aside(reference_run, tmp_path):
-  config, reference = reference_run
+  config, reference, _ = reference_run
   workdir = tmp_path / 'run'
   shutil.copytree(reference, workdir)
   shutil.rmtree(workdir / 'checkpoints' / 'stage2')
@@ -93,7 +84,7 @@ def test_unreadable_latest_checkpoint_falls_back_and_is_kept_aside(reference_run
 
 
 def test_a_different_config_on_the_same_workdir_is_refused(reference_run, tmp_path):
-  config, reference = reference_run
+  config, reference, _ = reference_run
   workdir = tmp_path / 'run'
   shutil.copytree(reference, workdir)
   before = (workdir / 'config.json').read_text()

@@ -53,6 +53,7 @@ def get_config(arg=None):
 
   # Stage 1: softmax on the seen classes.
   config.stage1 = ml_collections.ConfigDict()
+  config.stage1.optimizer = 'adamw'  # or 'sgd' (Nesterov momentum 0.9).
   config.stage1.num_steps = 1200
   config.stage1.batch_size = 128
   config.stage1.learning_rate = 3e-3
@@ -61,6 +62,7 @@ def get_config(arg=None):
 
   # Stage 2: DeViSE projection onto the label space, started from stage 1.
   config.stage2 = ml_collections.ConfigDict()
+  config.stage2.optimizer = 'adamw'
   config.stage2.num_steps = 600
   config.stage2.batch_size = 128
   config.stage2.learning_rate = 3e-3
