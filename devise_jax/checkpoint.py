@@ -53,7 +53,11 @@ def read_json(path):
 
 
 def save_config(workdir, config):
-  """Writes config.json, or checks that the workdir's run used the same config."""
+  """Writes config.json, or checks that the workdir's run used the same config.
+
+  Keys the saved config lacks (a stage added to the code since) are added to it; a
+  key whose value differs is refused, since the checkpoints were made under the old.
+  """
   path = os.path.join(workdir, 'config.json')
   new = json.loads(config.to_json_best_effort())
   if os.path.exists(path):
@@ -63,17 +67,19 @@ def save_config(workdir, config):
       raise CheckpointError(
           f'{workdir} holds a run with a different config (changed: {", ".join(changed)}); '
           'use a new --workdir, or the same config to resume')
-    return
+    if old == new:
+      return
   write_json(path, new)
 
 
 def _diff(old, new, prefix=''):
-  for key in sorted(set(old) | set(new)):
-    a, b = old.get(key), new.get(key)
+  for key in sorted(set(old) & set(new)):
+    a, b = old[key], new[key]
     if isinstance(a, dict) and isinstance(b, dict):
       yield from _diff(a, b, f'{prefix}{key}.')
     elif a != b:
       yield f'{prefix}{key}'
+  yield from (f'{prefix}{key}' for key in sorted(set(old) - set(new)))
 
 
 def load_config(workdir):

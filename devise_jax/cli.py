@@ -21,7 +21,8 @@ _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file, e.g. experiments/configs/fashion_mnist_zsl.py:tiny.',
     lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory of the run (checkpoints, logs).')
-_STAGES = flags.DEFINE_list('stages', 'stage1,stage2', 'Training stages to run, in order.')
+_STAGES = flags.DEFINE_list('stages', 'stage1,stage2,stage3',
+                            'Training stages to run, in order.')
 _SPLIT = flags.DEFINE_string('split', None, 'Eval split (default: config.data.eval_split).')
 _COORDINATOR = flags.DEFINE_string(
     'coordinator_address', os.environ.get('DEVISE_JAX_COORDINATOR'),

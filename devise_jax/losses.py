@@ -34,3 +34,81 @@ def cosine(embedding, label_vectors, labels, eps=1e-8):
 
 
 DEVISE_LOSSES = {'hinge_rank': hinge_rank, 'cosine': cosine}
+
+
+# Stage 3: metric-learning losses on L2-normalised embeddings [B, D] with labels [B].
+
+
+def pairwise_distances(embeddings):
+  """Euclidean distances [B, B]; the epsilon keeps the gradient finite at zero."""
+  sq = jnp.sum(embeddings**2, axis=1)
+  d2 = sq[:, None] + sq[None, :] - 2.0 * embeddings @ embeddings.T
+  return jnp.sqrt(jnp.maximum(d2, 0.0) + 1e-12)
+
+
+def contrastive(embeddings, labels, margin=0.5):
+  """Contrastive loss (Hadsell et al., 2006) over every pair i != j of the batch.
+
+  Same label: d^2 / 2; different: max(0, margin - d)^2 / 2. Returns the mean over
+  pairs for each anchor [B].
+  """
+  d = pairwise_distances(embeddings)
+  same = labels[:, None] == labels[None, :]
+  off_diagonal = ~jnp.eye(len(labels), dtype=bool)
+  pair = jnp.where(same, d**2, jnp.maximum(0.0, margin - d)**2) / 2
+  return jnp.sum(jnp.where(off_diagonal, pair, 0.0), 1) / jnp.maximum(
+      jnp.sum(off_diagonal, 1), 1)
+
+
+def batch_hard_triplets(distances, labels):
+  """Per anchor, the farthest positive and the nearest negative (Hermans et al., 2017).
+
+  Returns (positive index, negative index, valid) for each anchor [B]; an anchor is
+  valid when it has at least one positive and one negative in the batch.
+  """
+  same = labels[:, None] == labels[None, :]
+  positive = same & ~jnp.eye(len(labels), dtype=bool)
+  negative = ~same
+  pos = jnp.argmax(jnp.where(positive, distances, -jnp.inf), axis=1)
+  neg = jnp.argmin(jnp.where(negative, distances, jnp.inf), axis=1)
+  return pos, neg, positive.any(1) & negative.any(1)
+
+
+def triplet_batch_hard(embeddings, labels, margin=0.2):
+  """max(0, margin + d(a, hardest p) - d(a, hardest n)) per anchor [B] (0 if invalid)."""
+  d = pairwise_distances(embeddings)
+  pos, neg, valid = batch_hard_triplets(d, labels)
+  rows = jnp.arange(len(labels))
+  loss = jnp.maximum(0.0, margin + d[rows, pos] - d[rows, neg])
+  return jnp.where(valid, loss, 0.0)
+
+
+def semi_hard_negatives(distances, labels):
+  """For every (anchor, positive) pair, its negative (Schroff et al., 2015).
+
+  The nearest negative farther than the positive, d(a, n) > d(a, p); when there is
+  none, the farthest negative. Returns negative indices [B, B] (row = anchor, column
+  = positive) and a mask of the valid (anchor, positive) pairs.
+  """
+  same = labels[:, None] == labels[None, :]
+  negative = ~same
+  pairs = same & ~jnp.eye(len(labels), dtype=bool)
+  d_an = distances[:, None, :]  # [anchor, 1, negative]
+  outside = negative[:, None, :] & (d_an > distances[:, :, None])
+  semi = jnp.argmin(jnp.where(outside, d_an, jnp.inf), axis=2)
+  hardest_far = jnp.argmax(jnp.where(negative, distances, -jnp.inf), axis=1)
+  chosen = jnp.where(outside.any(2), semi, hardest_far[:, None])
+  return chosen, pairs & negative.any(1)[:, None]
+
+
+def triplet_semi_hard(embeddings, labels, margin=0.2):
+  """Mean over each anchor's positives of max(0, margin + d(a, p) - d(a, n_semi)) [B]."""
+  d = pairwise_distances(embeddings)
+  neg, valid = semi_hard_negatives(d, labels)
+  d_an = jnp.take_along_axis(d, neg, axis=1)  # [anchor, positive]
+  loss = jnp.where(valid, jnp.maximum(0.0, margin + d - d_an), 0.0)
+  return jnp.sum(loss, 1) / jnp.maximum(jnp.sum(valid, 1), 1)
+
+
+SIAMESE_LOSSES = {'contrastive': contrastive, 'triplet_batch_hard': triplet_batch_hard,
+                  'triplet_semi_hard': triplet_semi_hard}

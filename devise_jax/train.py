@@ -2,7 +2,8 @@
 
 Stages (each with its own config block and Orbax checkpoints in the workdir):
   stage1: encoder + softmax classifier on the seen classes;
-  stage2: DeViSE projection onto the seen classes' word vectors, started from stage1.
+  stage2: DeViSE projection onto the seen classes' word vectors, started from stage1;
+  stage3: Siamese head on the frozen encoder's features (devise_jax/siamese.py).
 
 Data parallelism uses `jax.jit` with shardings: the batch is split over a 1-D mesh of
 every device (axis 'data'), params and optimiser state are replicated, and XLA inserts
@@ -10,7 +11,7 @@ the gradient all-reduce (BatchNorm statistics are computed over the global batch
 the step is written for the global batch).
 """
 
-import functools
+import collections
 import json
 import os
 import time
@@ -27,10 +28,11 @@ import tqdm
 from devise_jax import checkpoint
 from devise_jax import input_pipeline
 from devise_jax import losses
+from devise_jax import siamese
 from devise_jax import wordvec
 from devise_jax.models import devise
 
-STAGES = ('stage1', 'stage2')
+STAGES = ('stage1', 'stage2', 'stage3')
 
 
 class TrainState(train_state.TrainState):
@@ -57,6 +59,8 @@ def prepare_workdir(config, workdir):
 
 def param_labels(stage, stage_config):
   """Which optimiser each top-level subtree of the params gets in this stage."""
+  if stage == 'stage3':  # The Siamese head has its own params: all trained.
+    return collections.defaultdict(lambda: 'train')
   if stage == 'stage1':
     return {'encoder': 'train', 'classifier': 'train', 'projection': 'freeze'}
   encoder = 'finetune' if stage_config.encoder_lr_scale > 0 else 'freeze'
@@ -90,8 +94,10 @@ def make_optimizer(stage, stage_config, params):
 
 def create_train_state(config, model, stage, rng):
   size = config.data.image_size
-  variables = jax.jit(model.init, static_argnames='train')(
-      {'params': rng}, jnp.zeros((1, size, size, 3), jnp.float32), train=False)
+  dummy = (jnp.zeros((1, siamese.FEATURE_DIM)) if stage == 'stage3' else
+           jnp.zeros((1, size, size, 3), jnp.float32))
+  variables = jax.jit(model.init, static_argnames='train')({'params': rng}, dummy,
+                                                           train=False)
   params = variables['params']
   tx = make_optimizer(stage, config[stage], params)
   return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
@@ -157,7 +163,7 @@ def _initial_state(config, workdir, stage, model, mngr, log):
   if restored is not None:
     log(f'{stage}: resuming from step {int(restored.step)}')
     return restored
-  previous = STAGES[STAGES.index(stage) - 1] if STAGES.index(stage) else None
+  previous = {'stage2': 'stage1'}.get(stage)  # Stage 3 has params of its own.
   if previous:
     variables, step = checkpoint.load_variables(workdir, previous)
     log(f'{stage}: starting from {previous} step {step}')
@@ -177,9 +183,12 @@ def train_stage(config, workdir, stage, log=print, after_step=None):
   if batch_size % jax.device_count():
     raise ValueError(f'config.{stage}.batch_size={batch_size} does not divide over '
                      f'{jax.device_count()} devices')
-  model = devise.create_model(config.model, len(seen), label_space.dim,
-                              freeze_encoder=stage == 'stage2'
-                              and stage_config.encoder_lr_scale == 0)
+  if stage == 'stage3':
+    model = siamese.create_head(config)
+  else:
+    model = devise.create_model(config.model, len(seen), label_space.dim,
+                                freeze_encoder=stage == 'stage2'
+                                and stage_config.encoder_lr_scale == 0)
   mngr = checkpoint.manager(workdir, stage, config.keep_checkpoints)
   state = _initial_state(config, workdir, stage, model, mngr, log)
   start = int(state.step)
@@ -190,17 +199,24 @@ def train_stage(config, workdir, stage, log=print, after_step=None):
 
   mesh = data_mesh()
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
-  seen_lookup = np.full(len(names), -1, np.int32)
-  seen_lookup[seen] = np.arange(len(seen))
-  step_fn = jax.jit(
-      make_train_step(model, stage, stage_config, label_space.vectors[seen], seen_lookup),
-      in_shardings=(replicated, sharded, replicated), out_shardings=(replicated, replicated),
-      donate_argnums=0)
+  seed = config.seed + STAGES.index(stage)
+  if stage == 'stage3':
+    step = siamese.make_train_step(model, stage_config)
+    features, labels = siamese.cached_features(config, workdir, config.data.train_split)
+    batches = siamese.pk_batches(
+        features, labels, seen, batch_size=batch_size,
+        classes_per_batch=stage_config.classes_per_batch, seed=seed, start_step=start)
+  else:
+    seen_lookup = np.full(len(names), -1, np.int32)
+    seen_lookup[seen] = np.arange(len(seen))
+    step = make_train_step(model, stage, stage_config, label_space.vectors[seen],
+                           seen_lookup)
+    batches = input_pipeline.train_iterator(config.data, batch_size=batch_size, seed=seed,
+                                            class_ids=seen, start_step=start)
+  step_fn = jax.jit(step, in_shardings=(replicated, sharded, replicated),
+                    out_shardings=(replicated, replicated), donate_argnums=0)
   state = jax.device_put(state, replicated)
   rng = jax.random.fold_in(jax.random.key(config.seed), STAGES.index(stage) + 1)
-  batches = input_pipeline.train_iterator(
-      config.data, batch_size=batch_size, seed=config.seed + STAGES.index(stage),
-      class_ids=seen, start_step=start)
 
   try:
     state = _loop(config, workdir, stage, state, step_fn, batches, rng, sharded, mngr,

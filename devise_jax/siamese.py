@@ -1,0 +1,106 @@
+"""Stage 3: train the Siamese head on the frozen encoder's features.
+
+The encoder is frozen after stage 2, so each image's 512-d features are computed once
+per split from the latest stage-2 checkpoint and cached in the workdir
+(`features/stage2-<step>/<split>.npz`, pickle-free). Measured on the 2-core CPU
+(experiments/bench/README.md): extracting the 60k training features takes about as
+long as 60 stage-1 steps, after which a head step costs well under a millisecond;
+recomputing features on the fly would make every head step cost an encoder pass.
+The price is no augmentation in stage 3, as in the seed project.
+
+Batches are P x K: `classes_per_batch` seen classes, `batch_size / P` images each, so
+every anchor has positives and negatives to mine. The draw for step s is a function
+of (seed, s), so a resumed run replays the same batches.
+"""
+
+import os
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from devise_jax import checkpoint
+from devise_jax import evaluate
+from devise_jax import losses
+from devise_jax.models import devise
+from devise_jax.models import siamese as siamese_model
+
+FEATURE_DIM = 512
+
+
+def create_head(config):
+  return siamese_model.SiameseHead(tuple(config.stage3.widths))
+
+
+def cached_features(config, workdir, split):
+  """(features [N, 512], labels [N]) of every image of `split`, in file order."""
+  variables, step = checkpoint.load_variables(workdir, 'stage2')
+  directory = os.path.join(workdir, 'features', f'stage2-{step}')
+  path = os.path.join(directory, re.sub(r'[^A-Za-z0-9_.-]+', '_', split) + '.npz')
+  if os.path.exists(path):
+    with np.load(path, allow_pickle=False) as cached:
+      return cached['features'], cached['labels']
+  _, seen, _, label_space = checkpoint.load_classes(workdir)
+  model = devise.create_model(config.model, len(seen), label_space.dim)
+  labels, outputs = evaluate.predict(config, model, variables, split)
+  os.makedirs(directory, exist_ok=True)
+  tmp = f'{path}.tmp-{os.getpid()}.npz'
+  np.savez(tmp, features=outputs['features'], labels=labels)
+  os.replace(tmp, path)
+  return outputs['features'], labels
+
+
+def pk_batches(features, labels, class_ids, *, batch_size, classes_per_batch, seed,
+               start_step=0):
+  """Infinite P x K batches of the given classes' features; batch s from (seed, s)."""
+  by_class = [np.flatnonzero(labels == c) for c in class_ids]
+  by_class = [ids for ids in by_class if len(ids)]
+  p = min(classes_per_batch, len(by_class))
+  if p < 2 or batch_size % p:
+    raise ValueError(f'config.stage3.batch_size={batch_size} must split into '
+                     f'classes_per_batch={p} (>= 2) equal groups')
+  k = batch_size // p
+  step = start_step
+  while True:
+    rng = np.random.default_rng([seed, step])
+    chosen = rng.choice(len(by_class), size=p, replace=False)
+    ids = np.concatenate([rng.choice(by_class[c], size=k, replace=len(by_class[c]) < k)
+                          for c in chosen])
+    yield {'features': features[ids], 'label': labels[ids].astype(np.int32)}
+    step += 1
+
+
+def make_train_step(head, stage_config):
+  """The pure step `(state, batch, rng) -> (state, metrics)` of the Siamese head."""
+  loss_fn = losses.SIAMESE_LOSSES[stage_config.loss]
+
+  def objective(params, batch):
+    embeddings = head.apply({'params': params}, batch['features'])
+    per_anchor = loss_fn(embeddings, batch['label'], stage_config.margin)
+    d = losses.pairwise_distances(embeddings)
+    pos, neg, _ = losses.batch_hard_triplets(d, batch['label'])
+    rows = jnp.arange(len(pos))
+    # Fraction of anchors whose hardest positive is nearer than the hardest negative.
+    accuracy = jnp.mean(d[rows, pos] < d[rows, neg])
+    return jnp.mean(per_anchor), accuracy
+
+  def train_step(state, batch, rng):
+    del rng  # The head has no dropout.
+    (loss, accuracy), grads = jax.value_and_grad(objective, has_aux=True)(
+        state.params, batch)
+    state = state.apply_gradients(grads=grads)
+    return state, dict(loss=loss, accuracy=accuracy, l2_grads=optax.global_norm(grads),
+                       l2_params=optax.global_norm(state.params))
+
+  return train_step
+
+
+def embed(config, workdir, features, batch_size=4096):
+  """Siamese embeddings [N, D] of features [N, 512] with the latest stage-3 head."""
+  variables, _ = checkpoint.load_variables(workdir, 'stage3')
+  head = create_head(config)
+  apply = jax.jit(lambda v, x: head.apply(v, x))
+  return np.concatenate([np.asarray(apply(variables, features[i:i + batch_size]))
+                         for i in range(0, len(features), batch_size)])
