@@ -3,6 +3,13 @@
   devise-jax train --config experiments/configs/NAME.py[:VARIANT] --workdir DIR \
       [--config.KEY=VALUE ...] [--stages stage1,stage2]
   devise-jax eval --workdir DIR [--split test]
+  devise-jax embed --workdir DIR [--split test | --images FOLDER]
+  devise-jax search --workdir DIR [--gallery NAME] [--k 5] QUERY, QUERY one of:
+      --words w1,w2 [--word_weights 1,-1]              words -> images (DeViSE space)
+      --images a.png | --gallery_ids 7  --labels classes|vocab|w1,w2   image -> labels
+      --images a.png | --gallery_ids 7  [--space siamese|devise]       similar images
+      --gallery_ids 7,9 [--images ...] [--image_weights 1,1]
+          [--words boot,sandal --word_weights 1,-1] --space devise     algebra
 
 Expected errors end in one line on stderr; DEVISE_JAX_DEBUG=1 shows the traceback.
 """
@@ -15,7 +22,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-COMMANDS = ('train', 'eval')
+COMMANDS = ('train', 'eval', 'embed', 'search')
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file, e.g. experiments/configs/fashion_mnist_zsl.py:tiny.',
@@ -24,6 +31,16 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory of the run (checkpoin
 _STAGES = flags.DEFINE_list('stages', 'stage1,stage2,stage3',
                             'Training stages to run, in order.')
 _SPLIT = flags.DEFINE_string('split', None, 'Eval split (default: config.data.eval_split).')
+_IMAGES = flags.DEFINE_list('images', [], 'embed: a folder; search: image files.')
+_GALLERY = flags.DEFINE_string('gallery', None, 'search: gallery name (default: eval split).')
+_WORDS = flags.DEFINE_list('words', [], 'search: query words or phrases.')
+_WORD_WEIGHTS = flags.DEFINE_list('word_weights', [], 'search: a weight per word.')
+_GALLERY_IDS = flags.DEFINE_list('gallery_ids', [], 'search: gallery images as queries.')
+_IMAGE_WEIGHTS = flags.DEFINE_list('image_weights', [], 'search: a weight per image.')
+_SPACE = flags.DEFINE_enum('space', 'siamese', ['siamese', 'devise'],
+                           'search: embedding space for image queries.')
+_LABELS = flags.DEFINE_list('labels', [], "search: 'classes', 'vocab' or a list of labels.")
+_K = flags.DEFINE_integer('k', 5, 'search: number of results.')
 _COORDINATOR = flags.DEFINE_string(
     'coordinator_address', os.environ.get('DEVISE_JAX_COORDINATOR'),
     'Multi-host: host:port of process 0 (or $DEVISE_JAX_COORDINATOR).')
@@ -60,13 +77,72 @@ def _eval_and_print():
   print(evaluate.format_table(result))
 
 
+def _embed():
+  from devise_jax import gallery
+  if len(_IMAGES.value) > 1:
+    raise UsageError('embed takes one --images folder')
+  folder = _IMAGES.value[0] if _IMAGES.value else None
+  name, count = gallery.embed(_WORKDIR.value, split=_SPLIT.value, folder=folder)
+  print(f'gallery {name!r}: {count} images in {_WORKDIR.value}/gallery/{name}.npz')
+
+
+def _floats(values, count, flag):
+  if not values:
+    return [1.0] * count
+  if len(values) != count:
+    raise UsageError(f'--{flag} needs {count} values, got {len(values)}')
+  try:
+    return [float(v) for v in values]
+  except ValueError:
+    raise UsageError(f'--{flag} must be numbers, got {",".join(values)}') from None
+
+
+def _search():
+  import json
+  from devise_jax import gallery
+  searcher = gallery.Searcher(_WORKDIR.value, _GALLERY.value)
+  ids = []
+  for value in _GALLERY_IDS.value:
+    if not value.isdigit() or searcher.gallery is None or int(value) >= len(
+        searcher.meta['refs']):
+      raise UsageError(f'--gallery_ids: {value!r} is not an id of the gallery')
+    ids.append(int(value))
+  images = [gallery.read_image(p) for p in _IMAGES.value]
+  space = _SPACE.value
+  vectors = []
+  if ids:
+    vectors += list(searcher.gallery[space if not _LABELS.value else 'devise'][ids])
+  if images:
+    devise_vectors, siamese_vectors = searcher.embed_images(images)
+    vectors += list(devise_vectors if _LABELS.value or space == 'devise' else siamese_vectors)
+  k = _K.value
+  if _LABELS.value:
+    if len(vectors) != 1 or _WORDS.value:
+      raise UsageError('--labels takes exactly one query image (--images or --gallery_ids)')
+    labels = _LABELS.value
+    result = searcher.labels(vectors[0], labels[0] if len(labels) == 1 and labels[0] in (
+        'classes', 'vocab') else labels, k)
+  elif vectors:
+    weights = _floats(_IMAGE_WEIGHTS.value, len(vectors), 'image_weights')
+    word_weights = _floats(_WORD_WEIGHTS.value, len(_WORDS.value), 'word_weights')
+    result = searcher.algebra(vectors, weights, _WORDS.value, word_weights, space, k,
+                              exclude_ids=ids)
+  elif _WORDS.value:
+    result = searcher.words_to_images(
+        _WORDS.value, _floats(_WORD_WEIGHTS.value, len(_WORDS.value), 'word_weights'), k)
+  else:
+    raise UsageError('search needs a query: --words, --images or --gallery_ids')
+  print(json.dumps(result, indent=1))
+
+
 def main(argv):
   if len(argv) != 2 or argv[1] not in COMMANDS:
     raise UsageError(f'usage: devise-jax {{{",".join(COMMANDS)}}} --workdir DIR ...; '
                      f'got {" ".join(argv[1:]) or "no command"}')
   if not _WORKDIR.value:
     raise UsageError('--workdir is required')
-  {'train': _train, 'eval': _eval_and_print}[argv[1]]()
+  {'train': _train, 'eval': _eval_and_print, 'embed': _embed,
+   'search': _search}[argv[1]]()
 
 
 def _enable_compilation_cache():

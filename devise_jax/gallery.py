@@ -1,0 +1,198 @@
+"""Galleries and the queries on them, bound to a workdir.
+
+A gallery holds, for every image of a split or a folder, its DeViSE-space vector
+(stage 2, unit norm), its Siamese embedding (stage 3) and a reference to the image
+(`tfds:<dataset>/<split>/<index>` or a file path), saved pickle-free as
+`WORKDIR/gallery/<name>.npz` + `<name>.json`. `Searcher` answers the queries of the CLI
+and the demo with the pure functions of `devise_jax.search`.
+"""
+
+import json
+import os
+import re
+
+import jax
+import numpy as np
+import PIL.Image
+import PIL.ImageOps
+
+from devise_jax import checkpoint
+from devise_jax import input_pipeline
+from devise_jax import search
+from devise_jax import siamese
+from devise_jax import wordvec
+from devise_jax.models import devise
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.gif', '.bmp', '.webp')
+SPACES = ('devise', 'siamese')
+
+
+def gallery_name(split=None, folder=None):
+  raw = f'folder-{os.path.basename(os.path.normpath(folder))}' if folder else split
+  return re.sub(r'[^A-Za-z0-9_.-]+', '_', raw)
+
+
+def save(workdir, name, arrays, meta):
+  directory = os.path.join(workdir, 'gallery')
+  os.makedirs(directory, exist_ok=True)
+  tmp = os.path.join(directory, f'{name}.tmp-{os.getpid()}.npz')
+  np.savez(tmp, **arrays)
+  os.replace(tmp, os.path.join(directory, f'{name}.npz'))
+  checkpoint.write_json(os.path.join(directory, f'{name}.json'), meta)
+
+
+def load(workdir, name):
+  """(arrays, meta) of a saved gallery; a clear error when it is missing."""
+  path = os.path.join(workdir, 'gallery', f'{name}.npz')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'no gallery {name!r} in {workdir}: run `devise-jax embed '
+                            f'--workdir {workdir}` first')
+  with np.load(path, allow_pickle=False) as data:
+    arrays = {k: data[k] for k in data.files}
+  return arrays, checkpoint.read_json(os.path.join(workdir, 'gallery', f'{name}.json'))
+
+
+def read_image(path):
+  """An RGB uint8 array of any image file PIL reads (EXIF orientation applied)."""
+  try:
+    with PIL.Image.open(path) as image:
+      image = PIL.ImageOps.exif_transpose(image)
+      return np.asarray(image.convert('RGB'))
+  except (OSError, ValueError, PIL.Image.DecompressionBombError) as e:
+    raise ValueError(f'cannot read image {path}: {e}') from None
+
+
+class Searcher:
+  """A workdir's models, label space and gallery, for every kind of query."""
+
+  def __init__(self, workdir, gallery=None):
+    self.workdir = workdir
+    self.config = checkpoint.load_config(workdir)
+    self.names, self.seen, self.unseen, self.label_space = checkpoint.load_classes(workdir)
+    self.model = devise.create_model(self.config.model, len(self.seen), self.label_space.dim)
+    self.variables, _ = checkpoint.load_variables(workdir, 'stage2')
+    self.head = siamese.create_head(self.config)
+    self.head_variables, _ = checkpoint.load_variables(workdir, 'stage3')
+    self._apply = jax.jit(lambda v, x: self.model.apply(v, x)['features'])
+    self._kv = None
+    self.gallery_name = gallery or gallery_name(self.config.data.eval_split)
+    self.gallery = self.meta = None
+    if os.path.exists(os.path.join(workdir, 'gallery', f'{self.gallery_name}.npz')):
+      self.gallery, self.meta = load(workdir, self.gallery_name)
+
+  # Embeddings.
+
+  def embed_features(self, features):
+    """(DeViSE unit vectors, Siamese embeddings) of encoder features [N, 512]."""
+    kernel = self.variables['params']['projection']['kernel']
+    bias = self.variables['params']['projection']['bias']
+    devise_vectors = search.normalize(features @ kernel + bias)
+    head = jax.jit(self.head.apply)
+    return devise_vectors, np.asarray(head(self.head_variables, features))
+
+  def embed_images(self, images, batch_size=256):
+    """(DeViSE vectors, Siamese embeddings) of a list of uint8 [H, W, C] arrays."""
+    features = []
+    for i in range(0, len(images), batch_size):
+      batch = np.stack([input_pipeline.preprocess(img, self.config.data, train=False).numpy()
+                        for img in images[i:i + batch_size]])
+      features.append(np.asarray(self._apply(self.variables, batch)))
+    return self.embed_features(np.concatenate(features))
+
+  @property
+  def kv(self):
+    if self._kv is None:
+      wv = self.config.word_vectors
+      self._kv = wordvec.load_keyedvectors(wv.source, wv.format)
+    return self._kv
+
+  def word_vector(self, word):
+    vector = wordvec.phrase_vector(self.kv, word)
+    if vector is None:
+      raise ValueError(f'no word vector for {word!r}')
+    return vector
+
+  # Queries.
+
+  def _require_gallery(self):
+    if self.gallery is None:
+      raise FileNotFoundError(f'no gallery {self.gallery_name!r} in {self.workdir}: run '
+                              f'`devise-jax embed --workdir {self.workdir}` first')
+    return self.gallery
+
+  def _results(self, scores, ids):
+    return [dict(id=int(i), label=self.meta['label_names'][int(i)], score=float(s),
+                 ref=self.meta['refs'][int(i)]) for s, i in zip(scores, ids) if i >= 0]
+
+  def labels(self, devise_vector, candidates='classes', k=5):
+    """Top-k labels of one DeViSE vector among 'classes', 'vocab' or a list of phrases."""
+    if isinstance(candidates, str) and candidates == 'classes':
+      names, vectors = list(self.names), self.label_space.vectors
+    elif isinstance(candidates, str) and candidates == 'vocab':
+      names, vectors = self.kv.index_to_key, self.kv.get_normed_vectors()
+    else:
+      names = [c.strip() for c in candidates if c.strip()]
+      if not names:
+        raise ValueError('the candidate label list is empty')
+      names = list(dict.fromkeys(names))
+      vectors = wordvec.build_label_space(self.kv, names).vectors
+    scores, ids = search.topk(devise_vector, vectors, k)
+    unseen = {self.names[i] for i in self.unseen}
+    return [dict(label=names[int(i)], score=float(s), unseen=names[int(i)] in unseen)
+            for s, i in zip(scores, ids)]
+
+  def words_to_images(self, words, weights=None, k=5):
+    words = [w for w in words if w.strip()]
+    if not words:
+      raise ValueError('the query has no words')
+    query = search.combine([self.word_vector(w) for w in words],
+                           weights if weights is not None else [1.0] * len(words))
+    g = self._require_gallery()
+    return self._results(*search.topk(query, g['devise'], k))
+
+  def similar(self, vector, space='siamese', k=5, exclude_ids=()):
+    if space not in SPACES:
+      raise ValueError(f'space must be one of {SPACES}, got {space!r}')
+    g = self._require_gallery()
+    exclude = [list(exclude_ids)] if exclude_ids else None
+    return self._results(*search.topk(vector, g[space], k, exclude=exclude))
+
+  def algebra(self, image_vectors, image_weights, words=(), word_weights=(),
+              space='siamese', k=5, exclude_ids=()):
+    """Nearest gallery images to a weighted sum of images (and, in DeViSE space, words)."""
+    if words and space != 'devise':
+      raise ValueError('words can only be added in the devise space')
+    terms = list(image_vectors) + [self.word_vector(w) for w in words]
+    weights = list(image_weights) + list(word_weights)
+    if not terms:
+      raise ValueError('the algebra query has no terms')
+    g = self._require_gallery()
+    scores, ids = search.algebra(terms, weights, g[space], k, exclude_ids=exclude_ids)
+    return self._results(scores, ids)
+
+
+def embed(workdir, split=None, folder=None, batch_size=500):
+  """Computes and saves a gallery of a split (default: the eval split) or a folder."""
+  searcher = Searcher(workdir)
+  config = searcher.config
+  if folder:
+    paths = sorted(os.path.join(root, f) for root, _, files in os.walk(folder)
+                   for f in files if f.lower().endswith(IMAGE_SUFFIXES))
+    if not paths:
+      raise ValueError(f'no images ({", ".join(IMAGE_SUFFIXES)}) under {folder}')
+    devise_vectors, siamese_vectors = searcher.embed_images([read_image(p) for p in paths])
+    label_names = [os.path.basename(os.path.dirname(p)) for p in paths]
+    labels = np.array([searcher.names.index(n) if n in searcher.names else -1
+                       for n in label_names])
+    refs = [os.path.abspath(p) for p in paths]
+  else:
+    split = split or config.data.eval_split
+    features, labels = siamese.cached_features(config, workdir, split)
+    devise_vectors, siamese_vectors = searcher.embed_features(features)
+    label_names = [searcher.names[i] for i in labels]
+    refs = [f'tfds:{config.data.name}/{split}/{i}' for i in range(len(labels))]
+  name = gallery_name(split, folder)
+  save(workdir, name, dict(devise=devise_vectors.astype(np.float32),
+                           siamese=siamese_vectors.astype(np.float32), labels=labels),
+       dict(refs=refs, label_names=label_names, source=folder or split))
+  return name, len(refs)

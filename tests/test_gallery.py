@@ -1,0 +1,122 @@
+"""Galleries and queries on a tiny trained workdir, against numpy references."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import PIL.Image
+import pytest
+import tensorflow_datasets as tfds
+
+from devise_jax import gallery
+from devise_jax import search
+
+
+@pytest.fixture(scope='module')
+def workdir(reference_run, tmp_path_factory):
+  _, reference, _ = reference_run
+  path = tmp_path_factory.mktemp('gallery') / 'run'
+  shutil.copytree(reference, path)
+  name, count = gallery.embed(str(path))
+  assert count == 256 and name == gallery.gallery_name('test[:256]')
+  return str(path)
+
+
+def test_gallery_round_trip_matches_embedding_the_raw_images(workdir, reference_run):
+  config = reference_run[0]
+  arrays, meta = gallery.load(workdir, gallery.gallery_name('test[:256]'))
+  raw = tfds.as_numpy(tfds.load(config.data.name, split='test[:256]',
+                                data_dir=config.data.data_dir))
+  images, labels = zip(*[(x['image'], x['label']) for x in raw])
+  searcher = gallery.Searcher(workdir)
+  devise_vectors, siamese_vectors = searcher.embed_images(list(images[:20]))
+  np.testing.assert_allclose(arrays['devise'][:20], devise_vectors, atol=1e-4)
+  np.testing.assert_allclose(arrays['siamese'][:20], siamese_vectors, atol=1e-4)
+  np.testing.assert_array_equal(arrays['labels'], labels)
+  assert meta['refs'][5] == f'tfds:{config.data.name}/test[:256]/5'
+  np.testing.assert_allclose(np.linalg.norm(arrays['devise'], axis=1), 1.0, atol=1e-5)
+  np.testing.assert_allclose(np.linalg.norm(arrays['siamese'], axis=1), 1.0, atol=1e-5)
+
+
+def test_words_to_images_cli_matches_numpy(workdir):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+  proc = subprocess.run(
+      [sys.executable, '-c', 'from devise_jax import cli; cli.run()', 'search',
+       '--workdir', workdir, '--words', 'trouser', '--k', '4'],
+      capture_output=True, text=True, env=env, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  result = json.loads(proc.stdout)
+  searcher = gallery.Searcher(workdir)
+  query = searcher.word_vector('trouser')
+  scores = searcher.gallery['devise'] @ query
+  expected = np.argsort(-scores, kind='stable')[:4]
+  assert [r['id'] for r in result] == list(expected)
+  for r in result:
+    assert r['label'] == searcher.names[searcher.gallery['labels'][r['id']]]
+    assert r['score'] == pytest.approx(scores[r['id']], abs=1e-5)
+    assert r['ref'].endswith(f"/{r['id']}")
+
+
+def test_algebra_never_returns_its_inputs(workdir):
+  searcher = gallery.Searcher(workdir)
+  emb = searcher.gallery['siamese']
+  a, b = 3, 40
+  result = searcher.algebra([emb[a], emb[b]], [1.0, 1.0], space='siamese', k=5,
+                            exclude_ids=[a, b])
+  ids = [r['id'] for r in result]
+  assert a not in ids and b not in ids
+  query = search.normalize(emb[a] + emb[b])
+  scores = emb @ query
+  scores[[a, b]] = -np.inf
+  assert ids == list(np.argsort(-scores, kind='stable')[:5])
+
+
+def test_image_to_labels_marks_unseen_and_vocab_works(workdir):
+  searcher = gallery.Searcher(workdir)
+  vector = searcher.gallery['devise'][0]
+  by_class = searcher.labels(vector, 'classes', k=10)
+  assert sorted(r['label'] for r in by_class) == sorted(searcher.names)
+  assert {r['label'] for r in by_class if r['unseen']} == {'Pullover', 'Sandal'}
+  scores = searcher.label_space.vectors @ vector
+  assert by_class[0]['label'] == searcher.names[int(np.argmax(scores))]
+  vocab = searcher.labels(vector, 'vocab', k=3)
+  kv_scores = searcher.kv.get_normed_vectors() @ vector
+  assert vocab[0]['label'] == searcher.kv.index_to_key[int(np.argmax(kv_scores))]
+  listed = searcher.labels(vector, ['boot', 'shirt'], k=2)
+  assert {r['label'] for r in listed} == {'boot', 'shirt'}
+
+
+def test_bad_queries_are_clear_errors(workdir):
+  searcher = gallery.Searcher(workdir)
+  with pytest.raises(ValueError, match="no word vector for 'qwxzzy'"):
+    searcher.words_to_images(['qwxzzy'])
+  with pytest.raises(ValueError, match='no words'):
+    searcher.words_to_images([' '])
+  v = searcher.gallery['siamese'][7]
+  with pytest.raises(ValueError, match='cancel'):
+    searcher.algebra([v, v], [1.0, -1.0])
+  with pytest.raises(ValueError, match='empty'):
+    searcher.labels(searcher.gallery['devise'][0], [' '])
+  with pytest.raises(ValueError, match='devise space'):
+    searcher.algebra([v], [1.0], words=['boot'], word_weights=[1.0], space='siamese')
+
+
+def test_embed_an_image_folder(workdir, tmp_path):
+  rng = np.random.default_rng(0)
+  for cls, mode in (('Bag', 'L'), ('Coat', 'RGB'), ('unknown', 'RGBA')):
+    (tmp_path / 'pics' / cls).mkdir(parents=True)
+    for i in range(2):
+      array = rng.integers(0, 255, size=(40 + i, 30, 4), dtype=np.uint8)
+      PIL.Image.fromarray(array, 'RGBA').convert(mode).save(tmp_path / 'pics' / cls / f'{i}.png')
+  name, count = gallery.embed(workdir, folder=str(tmp_path / 'pics'))
+  arrays, meta = gallery.load(workdir, name)
+  assert count == 6 and name == 'folder-pics'
+  assert meta['label_names'] == ['Bag', 'Bag', 'Coat', 'Coat', 'unknown', 'unknown']
+  names = gallery.Searcher(workdir).names
+  assert list(arrays['labels']) == [names.index('Bag')] * 2 + [names.index('Coat')] * 2 + [-1] * 2
+  assert all(os.path.isfile(ref) for ref in meta['refs'])
+  with pytest.raises(ValueError, match='no images'):
+    gallery.embed(workdir, folder=str(tmp_path / 'pics' / 'nothing'))
