@@ -142,3 +142,23 @@ def test_cli_errors_are_one_line(tmp_path):
   assert proc.returncode == 1
   last = proc.stderr.strip().splitlines()[-1]
   assert last.startswith('devise-jax: error:') and 'config.json is missing' in last
+
+
+def test_nan_loss_stops_training_naming_the_step_and_saves_nothing(tiny_config, tmp_path):
+  tiny_config.stage1.learning_rate = 1e30  # Diverges at once.
+  with pytest.raises(train.TrainingError, match='non-finite metrics at step 2'):
+    train.train_stage(tiny_config, str(tmp_path / 'run'), 'stage1')
+  assert checkpoint.manager(str(tmp_path / 'run'), 'stage1').all_steps() == []
+
+
+def test_bfloat16_compute_keeps_float32_params(tiny_config, tmp_path):
+  tiny_config.model.dtype = 'bfloat16'
+  tiny_config.stage1.num_steps = 2
+  state = train.train_stage(tiny_config, str(tmp_path / 'run'), 'stage1')
+  dtypes = {str(x.dtype) for x in jax.tree_util.tree_leaves(state.params)}
+  assert dtypes == {'float32'}
+  opt_dtypes = {str(x.dtype) for x in jax.tree_util.tree_leaves(state.opt_state)
+                if hasattr(x, 'dtype') and x.ndim > 0}
+  assert opt_dtypes == {'float32'}
+  records = [json.loads(l) for l in open(tmp_path / 'run' / 'metrics.jsonl')]
+  assert np.isfinite(records[-1]['loss'])
