@@ -104,8 +104,37 @@ def predict(config, model, variables, split):
   return np.concatenate(labels), joined
 
 
+def retrieval_evaluation(config, workdir, split, seen, unseen, label_vectors, names):
+  """Gallery retrieval on `split`, seen and unseen classes apart, in three spaces.
+
+  Raw encoder features, DeViSE space (stage 2) and Siamese space (stage 3): Recall@1,
+  Recall@5 and MAP@R, leave-one-out within each class set; and precision@10 of each
+  class name's word vector against the DeViSE vectors of all images (words -> images).
+  """
+  from devise_jax import retrieval, search, siamese  # siamese imports this module.
+  features, labels = siamese.cached_features(config, workdir, split)
+  v2, _ = checkpoint.load_variables(workdir, 'stage2')
+  projection = v2['params']['projection']
+  spaces = {'features': search.normalize(features),
+            'devise': search.normalize(features @ projection['kernel'] + projection['bias']),
+            'siamese': siamese.embed(config, workdir, features)}
+  metrics = {}
+  for set_name, ids in (('seen', seen), ('unseen', unseen)):
+    mask = np.isin(labels, ids)
+    for space, x in spaces.items():
+      for key, value in retrieval.retrieval_metrics(x[mask], labels[mask]).items():
+        if key != 'num_queries':
+          metrics[f'{space}_{set_name}_{key}'] = float(value)
+  precision = retrieval.precision_at_k_per_query(
+      label_vectors, spaces['devise'], labels, np.arange(len(label_vectors)), k=10)
+  for set_name, ids in (('seen', seen), ('unseen', unseen)):
+    metrics[f'words_to_images_{set_name}_precision@10'] = float(np.mean(precision[ids]))
+  per_class = {names[i]: float(p) for i, p in enumerate(precision)}
+  return metrics, per_class
+
+
 def evaluate(workdir, split=None):
-  """Evaluates the workdir's stage-1 and stage-2 checkpoints; writes eval.json."""
+  """Evaluates the workdir's checkpoints (stage 3 when present); writes eval.json."""
   config = checkpoint.load_config(workdir)
   names, seen, unseen, label_space = checkpoint.load_classes(workdir)
   split = split or config.data.eval_split
@@ -120,6 +149,11 @@ def evaluate(workdir, split=None):
   result = dict(metrics=metrics, split=split, stage1_step=step1, stage2_step=step2,
                 seen_classes=[names[i] for i in seen],
                 unseen_classes=[names[i] for i in unseen])
+  if os.path.isdir(os.path.join(workdir, 'checkpoints', 'stage3')):
+    retrieval_metrics, per_class = retrieval_evaluation(
+        config, workdir, split, seen, unseen, label_space.vectors, names)
+    metrics.update(retrieval_metrics)
+    result['words_to_images_precision@10'] = per_class
   checkpoint.write_json(os.path.join(workdir, 'eval.json'), result)
   return result
 
