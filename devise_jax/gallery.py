@@ -15,6 +15,7 @@ import jax
 import numpy as np
 import PIL.Image
 import PIL.ImageOps
+import tqdm
 
 from devise_jax import checkpoint
 from devise_jax import input_pipeline
@@ -93,7 +94,8 @@ class Searcher:
   def embed_images(self, images, batch_size=256):
     """(DeViSE vectors, Siamese embeddings) of a list of uint8 [H, W, C] arrays."""
     features = []
-    for i in range(0, len(images), batch_size):
+    for i in tqdm.trange(0, len(images), batch_size, desc='embed', leave=False,
+                         disable=len(images) <= batch_size):
       batch = np.stack([input_pipeline.preprocess(img, self.config.data, train=False).numpy()
                         for img in images[i:i + batch_size]])
       features.append(np.asarray(self._apply(self.variables, batch)))

@@ -4,6 +4,7 @@ jax starts): 1 device vs 8, a SIGKILL mid-run, and two processes through jax.dis
 import json
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -101,3 +102,18 @@ def test_two_processes_train_and_checkpoint_once(fmnist_data_dir, tmp_path):
   assert checkpoint.manager(str(workdir), 'stage1').all_steps() == [3, 6]
   restored, step = checkpoint.load_variables(str(workdir), 'stage1')
   assert step == 6 and checkpoint.fingerprint(restored['params']) in fingerprints
+
+
+def test_a_checkpoint_from_eight_devices_resumes_on_one(reference_run, fmnist_data_dir,
+                                                        tmp_path):
+  _, reference, _ = reference_run
+  workdir = tmp_path / 'moved'
+  shutil.copytree(reference, workdir)
+  for stage in ('stage2', 'stage3'):
+    shutil.rmtree(workdir / 'checkpoints' / stage)
+  shutil.rmtree(workdir / 'checkpoints' / 'stage1' / '6')
+  proc = subprocess.run(_command(workdir, fmnist_data_dir, '--stages=stage1'), env=_env(1),
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert 'stage1: resuming from step 3' in proc.stdout
+  assert checkpoint.manager(str(workdir), 'stage1').all_steps() == [3, 6]
