@@ -9,8 +9,9 @@ fly, every step would add an encoder forward of its 128 images (~30 ms), about 4
 over the same 1,500 steps, and more with every extra step or epoch.
 The price is no augmentation in stage 3, as in the seed project.
 
-Batches are P x K: `classes_per_batch` seen classes, `batch_size / P` images each, so
-every anchor has positives and negatives to mine. The draw for step s is a function
+Batches are P x K: `classes_per_batch` seen classes, `batch_size / P` images each (the
+first classes get one more when P does not divide the batch), so every anchor has
+positives and negatives to mine. The draw for step s is a function
 of (seed, s), so a resumed run replays the same batches.
 """
 
@@ -59,16 +60,17 @@ def pk_batches(features, labels, class_ids, *, batch_size, classes_per_batch, se
   by_class = [np.flatnonzero(labels == c) for c in class_ids]
   by_class = [ids for ids in by_class if len(ids)]
   p = min(classes_per_batch, len(by_class))
-  if p < 2 or batch_size % p:
-    raise ValueError(f'config.stage3.batch_size={batch_size} must split into '
-                     f'classes_per_batch={p} (>= 2) equal groups')
-  k = batch_size // p
+  if p < 2 or batch_size < 2 * p:
+    raise ValueError(f'stage 3 needs batches of >= 2 classes with >= 2 images each; got '
+                     f'batch_size={batch_size} over {p} classes')
+  # K images per class; when P does not divide the batch, the first classes get one more.
+  sizes = [batch_size // p + (i < batch_size % p) for i in range(p)]
   step = start_step
   while True:
     rng = np.random.default_rng([seed, step])
     chosen = rng.choice(len(by_class), size=p, replace=False)
     ids = np.concatenate([rng.choice(by_class[c], size=k, replace=len(by_class[c]) < k)
-                          for c in chosen])
+                          for c, k in zip(chosen, sizes)])
     yield {'features': features[ids], 'label': labels[ids].astype(np.int32)}
     step += 1
 
