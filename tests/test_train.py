@@ -162,3 +162,17 @@ def test_bfloat16_compute_keeps_float32_params(tiny_config, tmp_path):
   assert opt_dtypes == {'float32'}
   records = [json.loads(l) for l in open(tmp_path / 'run' / 'metrics.jsonl')]
   assert np.isfinite(records[-1]['loss'])
+
+
+def test_leftover_temporary_checkpoint_dir_is_cleaned_up(reference_run, tmp_path):
+  config, reference, _ = reference_run
+  workdir = tmp_path / 'run'
+  shutil.copytree(reference, workdir)
+  leftover = workdir / 'checkpoints' / 'stage1' / '9.orbax-checkpoint-tmp-1234567'
+  (leftover / 'default').mkdir(parents=True)
+  (leftover / 'default' / 'half').write_bytes(b'\0' * 10)
+  messages = []
+  train.train_stage(config, str(workdir), 'stage1', log=messages.append)
+  assert messages == ['stage1: resuming from step 6', 'stage1: already trained (6 steps)']
+  assert not leftover.exists()
+  assert checkpoint.manager(str(workdir), 'stage1').all_steps() == [3, 6]
