@@ -76,7 +76,7 @@ def test_sigkill_then_rerun_ends_bitwise_where_an_uninterrupted_run_does(
   assert 'resuming from step' in rerun.stdout
   assert _fingerprint_line(rerun.stdout) == reference_fingerprint
   saved = [json.loads(l) for l in open(workdir / 'fingerprints.jsonl')]
-  assert saved[-1] == dict(stage='stage2', step=6, params_sha256=reference_fingerprint)
+  assert saved[-1] == dict(stage='stage3', step=6, params_sha256=reference_fingerprint)
 
 
 def _free_port():

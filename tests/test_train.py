@@ -50,6 +50,7 @@ def test_interrupted_run_resumes_to_the_same_params_and_evaluates(reference_run,
   assert any(m.startswith('stage2: starting from stage1 step 6') for m in messages)
   _assert_same_params(reference, workdir, 'stage1')
   _assert_same_params(reference, workdir, 'stage2')
+  _assert_same_params(reference, workdir, 'stage3')
 
   result = evaluate.evaluate(workdir)
   metrics = json.loads((tmp_path / 'run' / 'eval.json').read_text())['metrics']
@@ -60,7 +61,7 @@ def test_interrupted_run_resumes_to_the_same_params_and_evaluates(reference_run,
   assert metrics['chance_zsl_top1'] == pytest.approx(1 / 2)  # Two unseen classes.
   assert metrics['num_seen_images'] + metrics['num_unseen_images'] == 256
   records = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
-  assert {r['stage'] for r in records} == {'stage1', 'stage2'}
+  assert {r['stage'] for r in records} == {'stage1', 'stage2', 'stage3'}
   assert all(np.isfinite(r['loss']) and r['images_per_sec'] > 0 for r in records)
 
 
