@@ -1,5 +1,5 @@
 # One-command set-up on a fresh Debian machine with Python 3.11 (root for apt-get).
-#   make run    install, then train + evaluate the embedded default experiment
+#   make run    install, train + evaluate the embedded default (unless done), serve the demo
 #   make test   install, then run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,9 +7,10 @@ BIN := $(VENV)/bin
 WORKDIR ?= workdirs/fashion_mnist_zsl
 CONFIG ?= experiments/configs/fashion_mnist_zsl.py
 DEBIAN_PACKAGES := dataset-fashion-mnist
+DEMO_PORT ?= 7860
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install run test clean
+.PHONY: install run demo test clean
 
 install: $(VENV)/.installed /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
@@ -24,11 +25,25 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$$SUDO apt-get update -qq && \
 	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEBIAN_PACKAGES)
 
+# Trains only when the workdir has no finished run (eval.json is written last); an
+# interrupted run resumes from its checkpoints.
 run: install
-	$(BIN)/devise-jax train --config $(CONFIG) --workdir $(WORKDIR)
+	test -f $(WORKDIR)/eval.json || $(BIN)/devise-jax train --config $(CONFIG) --workdir $(WORKDIR)
+	$(MAKE) demo
 
-test: install
+demo: install
+	test -f $(WORKDIR)/gallery/test.npz || $(BIN)/devise-jax embed --workdir $(WORKDIR)
+	@echo "serving the demo at http://127.0.0.1:$(DEMO_PORT)"
+	$(BIN)/devise-jax demo --workdir $(WORKDIR) --port $(DEMO_PORT)
+
+test: install /usr/bin/chromedriver
 	$(BIN)/python -m pytest -q
+
+# Headless Chromium for the browser test of the demo.
+/usr/bin/chromedriver:
+	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -4,6 +4,7 @@
       [--config.KEY=VALUE ...] [--stages stage1,stage2]
   devise-jax eval --workdir DIR [--split test]
   devise-jax embed --workdir DIR [--split test | --images FOLDER]
+  devise-jax demo --workdir DIR [--host 127.0.0.1] [--port 7860] [--share] [--auth USER:PASS]
   devise-jax search --workdir DIR [--gallery NAME] [--k 5] QUERY, QUERY one of:
       --words w1,w2 [--word_weights 1,-1]              words -> images (DeViSE space)
       --images a.png | --gallery_ids 7  --labels classes|vocab|w1,w2   image -> labels
@@ -22,7 +23,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-COMMANDS = ('train', 'eval', 'embed', 'search')
+COMMANDS = ('train', 'eval', 'embed', 'search', 'demo')
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file, e.g. experiments/configs/fashion_mnist_zsl.py:tiny.',
@@ -41,6 +42,12 @@ _SPACE = flags.DEFINE_enum('space', 'siamese', ['siamese', 'devise'],
                            'search: embedding space for image queries.')
 _LABELS = flags.DEFINE_list('labels', [], "search: 'classes', 'vocab' or a list of labels.")
 _K = flags.DEFINE_integer('k', 5, 'search: number of results.')
+_HOST = flags.DEFINE_string('host', '127.0.0.1',
+                            'demo: address to listen on (0.0.0.0: every interface).')
+_PORT = flags.DEFINE_integer('port', 7860, 'demo: TCP port.')
+_SHARE = flags.DEFINE_bool('share', False, 'demo: also open a public *.gradio.live link.')
+_AUTH = flags.DEFINE_string(
+    'auth', None, 'demo: USER:PASS log-in (or $DEVISE_JAX_DEMO_AUTH, kept out of `ps`).')
 _COORDINATOR = flags.DEFINE_string(
     'coordinator_address', os.environ.get('DEVISE_JAX_COORDINATOR'),
     'Multi-host: host:port of process 0 (or $DEVISE_JAX_COORDINATOR).')
@@ -135,14 +142,31 @@ def _search():
   print(json.dumps(result, indent=1))
 
 
+def _demo():
+  """Serves the Gradio demo of the workdir (demo/app.py at the repository root)."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  if os.path.isfile(os.path.join(root, 'demo', 'app.py')) and root not in sys.path:
+    sys.path.insert(0, root)  # An editable install puts only devise_jax on the path.
+  try:
+    from demo import app
+  except ImportError as e:
+    raise UsageError(f'the demo needs the repository checkout (demo/app.py): {e}') from None
+  auth = _AUTH.value or os.environ.get('DEVISE_JAX_DEMO_AUTH') or None
+  try:
+    app.launch(_WORKDIR.value, host=_HOST.value, port=_PORT.value, share=_SHARE.value,
+               auth=auth)
+  except OSError as e:  # Port taken, or the address cannot be bound.
+    raise UsageError(f'cannot serve on {_HOST.value}:{_PORT.value}: {e}') from None
+
+
 def main(argv):
   if len(argv) != 2 or argv[1] not in COMMANDS:
     raise UsageError(f'usage: devise-jax {{{",".join(COMMANDS)}}} --workdir DIR ...; '
                      f'got {" ".join(argv[1:]) or "no command"}')
   if not _WORKDIR.value:
     raise UsageError('--workdir is required')
-  {'train': _train, 'eval': _eval_and_print, 'embed': _embed,
-   'search': _search}[argv[1]]()
+  {'train': _train, 'eval': _eval_and_print, 'embed': _embed, 'search': _search,
+   'demo': _demo}[argv[1]]()
 
 
 def _enable_compilation_cache():

@@ -75,6 +75,8 @@ class Searcher:
     self.head = siamese.create_head(self.config)
     self.head_variables, _ = checkpoint.load_variables(workdir, 'stage3')
     self._apply = jax.jit(lambda v, x: self.model.apply(v, x)['features'])
+    self._head = jax.jit(self.head.apply)
+    self._vocab = None
     self._kv = None
     self.gallery_name = gallery or gallery_name(self.config.data.eval_split)
     self.gallery = self.meta = None
@@ -88,8 +90,7 @@ class Searcher:
     kernel = self.variables['params']['projection']['kernel']
     bias = self.variables['params']['projection']['bias']
     devise_vectors = search.normalize(features @ kernel + bias)
-    head = jax.jit(self.head.apply)
-    return devise_vectors, np.asarray(head(self.head_variables, features))
+    return devise_vectors, np.asarray(self._head(self.head_variables, features))
 
   def embed_images(self, images, batch_size=256):
     """(DeViSE vectors, Siamese embeddings) of a list of uint8 [H, W, C] arrays."""
@@ -131,7 +132,9 @@ class Searcher:
     if isinstance(candidates, str) and candidates == 'classes':
       names, vectors = list(self.names), self.label_space.vectors
     elif isinstance(candidates, str) and candidates == 'vocab':
-      names, vectors = self.kv.index_to_key, self.kv.get_normed_vectors()
+      if self._vocab is None:  # Kept on the device: 80 MB not copied per query.
+        self._vocab = jax.device_put(self.kv.get_normed_vectors())
+      names, vectors = self.kv.index_to_key, self._vocab
     else:
       names = [c.strip() for c in candidates if c.strip()]
       if not names:

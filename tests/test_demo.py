@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import struct
+import sys
 import types
 import zlib
 
@@ -23,6 +24,9 @@ from devise_jax import gallery
 gradio_client = pytest.importorskip('gradio_client')
 from gradio_client import Client, handle_file  # pylint: disable=wrong-import-position
 
+# demo/ sits at the repository root, which plain `pytest` (unlike `python -m pytest`)
+# does not put on sys.path.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from demo import app  # pylint: disable=wrong-import-position
 from demo import images  # pylint: disable=wrong-import-position
 
