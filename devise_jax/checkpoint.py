@@ -147,16 +147,18 @@ def load_variables(workdir, stage):
   directory = os.path.join(workdir, 'checkpoints', stage)
   if not os.path.isdir(directory):
     raise CheckpointError(f'no {stage} checkpoint in {workdir}: train it first')
-  mngr = manager(workdir, stage)
+  mngr = ocp.CheckpointManager(
+      os.path.abspath(directory), item_handlers=ocp.StandardCheckpointHandler(),
+      options=ocp.CheckpointManagerOptions(create=False))
   step = mngr.latest_step()
   if step is None:
     raise CheckpointError(f'no complete {stage} checkpoint in {directory}')
   try:
-    metadata = ocp.StandardCheckpointer().metadata(
-        os.path.join(os.path.abspath(directory), str(step), 'default')).item_metadata
+    metadata = mngr.item_metadata(step)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     target = jax.tree_util.tree_map(
-        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata.tree)
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+        getattr(metadata, 'tree', metadata))
     raw = mngr.restore(step, args=ocp.args.StandardRestore(target))
     raw = {k: v for k, v in raw.items() if k in ('params', 'batch_stats') and v}
   except Exception as e:  # Orbax raises many types for damaged files.
@@ -165,6 +167,7 @@ def load_variables(workdir, stage):
   finally:
     mngr.close()
   return jax.tree_util.tree_map(np.asarray, dict(raw)), int(step)
+
 
 def fingerprint(params):
   """SHA-256 (hex) of every param's path, dtype, shape and bytes, in tree order."""
