@@ -114,9 +114,8 @@ def retrieval_evaluation(config, workdir, split, seen, unseen, label_vectors, na
   from devise_jax import retrieval, search, siamese  # siamese imports this module.
   features, labels = siamese.cached_features(config, workdir, split)
   v2, _ = checkpoint.load_variables(workdir, 'stage2')
-  projection = v2['params']['projection']
   spaces = {'features': search.normalize(features),
-            'devise': search.normalize(features @ projection['kernel'] + projection['bias']),
+            'devise': search.normalize(devise.project(v2['params'], features)),
             'siamese': siamese.embed(config, workdir, features)}
   metrics = {}
   for set_name, ids in (('seen', seen), ('unseen', unseen)):

@@ -7,7 +7,6 @@ A gallery holds, for every image of a split or a folder, its DeViSE-space vector
 and the demo with the pure functions of `devise_jax.search`.
 """
 
-import json
 import os
 import re
 
@@ -87,9 +86,7 @@ class Searcher:
 
   def embed_features(self, features):
     """(DeViSE unit vectors, Siamese embeddings) of encoder features [N, 512]."""
-    kernel = self.variables['params']['projection']['kernel']
-    bias = self.variables['params']['projection']['bias']
-    devise_vectors = search.normalize(features @ kernel + bias)
+    devise_vectors = search.normalize(devise.project(self.variables['params'], features))
     return devise_vectors, np.asarray(self._head(self.head_variables, features))
 
   def embed_images(self, images, batch_size=256):

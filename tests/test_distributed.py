@@ -13,7 +13,6 @@ import time
 
 import jax
 import numpy as np
-import pytest
 
 from devise_jax import checkpoint
 

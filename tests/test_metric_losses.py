@@ -1,7 +1,5 @@
 """Stage-3 metric-learning losses and mining against plain loops and a hand-made batch."""
 
-import itertools
-
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -36,6 +36,12 @@ class DeViSEModel(nn.Module):
     return dict(features=features, logits=logits, embedding=embedding)
 
 
+def project(params, features):
+  """DeViSE-space vectors (not normalised) of encoder features [N, F], from the
+  `projection` of a model's params; the same map as the model's `embedding` output."""
+  return features @ params['projection']['kernel'] + params['projection']['bias']
+
+
 def create_model(model_config, num_classes, embed_dim, freeze_encoder=False):
   """Builds the model from `config.model`."""
   dtypes = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}

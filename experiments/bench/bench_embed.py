@@ -11,7 +11,6 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 import tensorflow_datasets as tfds
 
 from devise_jax import evaluate

@@ -11,8 +11,6 @@ import argparse
 import datetime
 import os
 import platform
-import subprocess
-import sys
 import time
 
 import jax

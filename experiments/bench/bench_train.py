@@ -129,7 +129,6 @@ def loadavg():
 def run_worker(args):
   """Runs every batch size on `args.worker` devices; prints one JSON line per row."""
   import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
   from devise_jax import train  # pylint: disable=g-import-not-at-top
