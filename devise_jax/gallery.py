@@ -1,10 +1,10 @@
-"""Galleries and the queries on them, bound to a workdir.
+"""Galleries and the queries on them, over a restored run.
 
 A gallery holds, for every image of a split or a folder, its DeViSE-space vector
 (stage 2, unit norm), its Siamese embedding (stage 3) and a reference to the image
-(`tfds:<dataset>/<split>/<index>` or a file path), saved pickle-free as
-`WORKDIR/gallery/<name>.npz` + `<name>.json`. `Searcher` answers the queries of the CLI
-and the demo with the pure functions of `devise_jax.search`.
+(`tfds:<dataset>/<split>/<index>` or a file path), saved pickle-free in the workdir
+(`checkpoint.save_gallery`). `Searcher` answers the queries of the CLI and the demo
+with the run's embedders and the pure functions of `devise_jax.search`.
 """
 
 import os
@@ -14,14 +14,10 @@ import jax
 import numpy as np
 import PIL.Image
 import PIL.ImageOps
-import tqdm
 
 from devise_jax import checkpoint
-from devise_jax import input_pipeline
 from devise_jax import search
-from devise_jax import siamese
 from devise_jax import wordvec
-from devise_jax.models import devise
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.gif', '.bmp', '.webp')
 SPACES = ('devise', 'siamese')
@@ -30,26 +26,6 @@ SPACES = ('devise', 'siamese')
 def gallery_name(split=None, folder=None):
   raw = f'folder-{os.path.basename(os.path.normpath(folder))}' if folder else split
   return re.sub(r'[^A-Za-z0-9_.-]+', '_', raw)
-
-
-def save(workdir, name, arrays, meta):
-  directory = os.path.join(workdir, 'gallery')
-  os.makedirs(directory, exist_ok=True)
-  tmp = os.path.join(directory, f'{name}.tmp-{os.getpid()}.npz')
-  np.savez(tmp, **arrays)
-  os.replace(tmp, os.path.join(directory, f'{name}.npz'))
-  checkpoint.write_json(os.path.join(directory, f'{name}.json'), meta)
-
-
-def load(workdir, name):
-  """(arrays, meta) of a saved gallery; a clear error when it is missing."""
-  path = os.path.join(workdir, 'gallery', f'{name}.npz')
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'no gallery {name!r} in {workdir}: run `devise-jax embed '
-                            f'--workdir {workdir}` first')
-  with np.load(path, allow_pickle=False) as data:
-    arrays = {k: data[k] for k in data.files}
-  return arrays, checkpoint.read_json(os.path.join(workdir, 'gallery', f'{name}.json'))
 
 
 def read_image(path):
@@ -65,39 +41,26 @@ def read_image(path):
 class Searcher:
   """A workdir's models, label space and gallery, for every kind of query."""
 
-  def __init__(self, workdir, gallery=None):
-    self.workdir = workdir
-    self.config = checkpoint.load_config(workdir)
-    self.names, self.seen, self.unseen, self.label_space = checkpoint.load_classes(workdir)
-    self.model = devise.create_model(self.config.model, len(self.seen), self.label_space.dim)
-    self.variables, _ = checkpoint.load_variables(workdir, 'stage2')
-    self.head = siamese.create_head(self.config)
-    self.head_variables, _ = checkpoint.load_variables(workdir, 'stage3')
-    self._apply = jax.jit(lambda v, x: self.model.apply(v, x)['features'])
-    self._head = jax.jit(self.head.apply)
+  def __init__(self, run, gallery=None):
+    self.run = run
+    self.workdir, self.config = run.workdir, run.config
+    self.names, self.unseen, self.label_space = run.names, run.unseen, run.label_space
     self._vocab = None
     self._kv = None
     self.gallery_name = gallery or gallery_name(self.config.data.eval_split)
     self.gallery = self.meta = None
-    if os.path.exists(os.path.join(workdir, 'gallery', f'{self.gallery_name}.npz')):
-      self.gallery, self.meta = load(workdir, self.gallery_name)
+    if checkpoint.gallery_exists(self.workdir, self.gallery_name):
+      self.gallery, self.meta = checkpoint.load_gallery(self.workdir, self.gallery_name)
 
   # Embeddings.
 
   def embed_features(self, features):
     """(DeViSE unit vectors, Siamese embeddings) of encoder features [N, 512]."""
-    devise_vectors = search.normalize(devise.project(self.variables['params'], features))
-    return devise_vectors, np.asarray(self._head(self.head_variables, features))
+    return self.run.devise(features), self.run.siamese(features)
 
   def embed_images(self, images, batch_size=256):
     """(DeViSE vectors, Siamese embeddings) of a list of uint8 [H, W, C] arrays."""
-    features = []
-    for i in tqdm.trange(0, len(images), batch_size, desc='embed', leave=False,
-                         disable=len(images) <= batch_size):
-      batch = np.stack([input_pipeline.preprocess(img, self.config.data, train=False).numpy()
-                        for img in images[i:i + batch_size]])
-      features.append(np.asarray(self._apply(self.variables, batch)))
-    return self.embed_features(np.concatenate(features))
+    return self.embed_features(self.run.encode_images(images, batch_size))
 
   @property
   def kv(self):
@@ -173,10 +136,9 @@ class Searcher:
     return self._results(scores, ids)
 
 
-def embed(workdir, split=None, folder=None, batch_size=500):
+def embed(run, split=None, folder=None):
   """Computes and saves a gallery of a split (default: the eval split) or a folder."""
-  searcher = Searcher(workdir)
-  config = searcher.config
+  searcher = Searcher(run)
   if folder:
     paths = sorted(os.path.join(root, f) for root, _, files in os.walk(folder)
                    for f in files if f.lower().endswith(IMAGE_SUFFIXES))
@@ -184,17 +146,17 @@ def embed(workdir, split=None, folder=None, batch_size=500):
       raise ValueError(f'no images ({", ".join(IMAGE_SUFFIXES)}) under {folder}')
     devise_vectors, siamese_vectors = searcher.embed_images([read_image(p) for p in paths])
     label_names = [os.path.basename(os.path.dirname(p)) for p in paths]
-    labels = np.array([searcher.names.index(n) if n in searcher.names else -1
-                       for n in label_names])
+    labels = np.array([run.names.index(n) if n in run.names else -1 for n in label_names])
     refs = [os.path.abspath(p) for p in paths]
   else:
-    split = split or config.data.eval_split
-    features, labels = siamese.cached_features(config, workdir, split)
+    split = split or run.config.data.eval_split
+    features, labels = run.split_features(split)
     devise_vectors, siamese_vectors = searcher.embed_features(features)
-    label_names = [searcher.names[i] for i in labels]
-    refs = [f'tfds:{config.data.name}/{split}/{i}' for i in range(len(labels))]
+    label_names = [run.names[i] for i in labels]
+    refs = [f'tfds:{run.config.data.name}/{split}/{i}' for i in range(len(labels))]
   name = gallery_name(split, folder)
-  save(workdir, name, dict(devise=devise_vectors.astype(np.float32),
-                           siamese=siamese_vectors.astype(np.float32), labels=labels),
-       dict(refs=refs, label_names=label_names, source=folder or split))
+  checkpoint.save_gallery(
+      run.workdir, name, dict(devise=devise_vectors.astype(np.float32),
+                              siamese=siamese_vectors.astype(np.float32), labels=labels),
+      dict(refs=refs, label_names=label_names, source=folder or split))
   return name, len(refs)

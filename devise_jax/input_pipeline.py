@@ -5,13 +5,10 @@ experiments/configs/fashion_mnist_zsl.py for its fields. tf.data is used only
 inside this module; the iterators yield dicts of numpy arrays.
 """
 
-import collections
-import hashlib
 import math
 from typing import Iterable, Iterator, Sequence
 
 from absl import logging
-from etils import epath
 import jax
 import ml_collections
 import numpy as np
@@ -20,6 +17,7 @@ import tensorflow_datasets as tfds
 
 # Importing the datasets registers their builders with TFDS.
 from devise_jax import datasets  # pylint: disable=unused-import
+from devise_jax.datasets import image_folder
 
 try:
   # TF only preprocesses on the CPU; this keeps it off the accelerator memory
@@ -32,12 +30,8 @@ except RuntimeError:  # TF had already initialised its devices.
 Batch = dict[str, np.ndarray]
 
 IMAGE_FOLDER = 'image_folder'
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')  # What ImageFolder reads.
-FLAT_TEST_FRACTION = 0.2  # Share of each class that a flat folder tests on.
 
 _AUTOTUNE = tf.data.AUTOTUNE
-_FolderExample = collections.namedtuple('_FolderExample',
-                                        ['image_path', 'label'])
 
 
 # Builders.
@@ -46,7 +40,7 @@ _FolderExample = collections.namedtuple('_FolderExample',
 def get_builder(dcfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   """Returns the prepared builder that `dcfg` names."""
   if dcfg.name == IMAGE_FOLDER:
-    builder = _image_folder_builder(dcfg.folder)
+    builder = image_folder.builder(dcfg.folder)
     _check_features(builder)
     return builder
   try:
@@ -74,91 +68,6 @@ def _check_features(builder: tfds.core.DatasetBuilder) -> None:
         f'ClassLabel feature `label`; its features are {names}')
 
 
-def _image_folder_builder(folder: str) -> tfds.folder_dataset.ImageFolder:
-  """Returns the builder for `root/<split>/<class>/` or `root/<class>/`."""
-  if not folder:
-    raise ValueError("config.data.folder is empty; it must name the image "
-                     "folder's root when config.data.name == 'image_folder'")
-  root = epath.Path(folder).expanduser()
-  if not root.is_dir():
-    raise ValueError(f'image folder {folder!r} is not a directory')
-  if any(_image_files(d) for d in _subdirs(root)):
-    builder = FlatImageFolder(root)
-  else:
-    builder = tfds.folder_dataset.ImageFolder(str(root))
-  if not builder.info.splits or not builder.info.features['label'].names:
-    raise ValueError(
-        f'no images ({", ".join(IMAGE_EXTENSIONS)}) found in image folder '
-        f'{folder!r}; expected root/<split>/<class>/<image> or '
-        'root/<class>/<image>')
-  return builder
-
-
-def _subdirs(path: epath.Path) -> list[epath.Path]:
-  return sorted(p for p in path.iterdir() if p.is_dir())
-
-
-def _image_files(path: epath.Path) -> list[epath.Path]:
-  return sorted(p for p in path.iterdir()
-                if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-
-
-class FlatImageFolder(tfds.folder_dataset.ImageFolder, skip_registration=True):
-  """An image folder without a split level: `root/<class>/<image>`.
-
-  Older projects keep one folder per class, so the split is made here: in each
-  class the files are ranked by the SHA-256 of '<class>/<file name>', and the
-  first round(FLAT_TEST_FRACTION * n) of them (at least 1, at most n - 1) are
-  'test', the rest 'train'; a class of one file is train only. The hash makes
-  the split depend on the file names alone, not on the machine, the listing
-  order or the seed, so it stays the same across runs; ranking within each
-  class keeps every class of 2+ files in both splits, which zero-shot
-  evaluation needs. Each split is ordered by the hash, which mixes the
-  classes. As with ImageFolder, splits are read whole (no 'train[:10%]').
-  """
-
-  def __init__(self, root_dir: epath.PathLike):
-    # ImageFolder.__init__ expects the split level, so this sets up the state
-    # its `_info` and `_as_dataset` read.
-    self._image_shape = None
-    self._image_dtype = None
-    root_dir = epath.Path(root_dir)
-    tfds.core.DatasetBuilder.__init__(self, data_dir=str(root_dir))
-    self._data_dir = str(root_dir)
-    labels = [d.name for d in _subdirs(root_dir)]
-    self._split_examples = _flat_split_examples(root_dir, labels)
-    self.info.features['label'].names = labels
-    self.info.set_splits(tfds.core.SplitDict([
-        tfds.core.SplitInfo(name=name, shard_lengths=[len(examples)],
-                            num_bytes=0)
-        for name, examples in self._split_examples.items()
-    ]))
-
-
-def _flat_split_examples(root: epath.Path, labels: Sequence[str]):
-  """Returns {'train': [...], 'test': [...]}, as FlatImageFolder documents."""
-  keyed = {'train': [], 'test': []}
-  for label in labels:
-    files = sorted((_path_hash(label, p.name), p)
-                   for p in _image_files(root / label))
-    num_test = _num_test(len(files))
-    for i, (digest, path) in enumerate(files):
-      example = _FolderExample(str(path), label)
-      keyed['test' if i < num_test else 'train'].append((digest, example))
-  return {split: [example for _, example in sorted(pairs)]
-          for split, pairs in keyed.items()}
-
-
-def _num_test(num_files: int) -> int:
-  if num_files < 2:
-    return 0
-  return min(num_files - 1, max(1, round(FLAT_TEST_FRACTION * num_files)))
-
-
-def _path_hash(label: str, filename: str) -> str:
-  return hashlib.sha256(f'{label}/{filename}'.encode('utf-8')).hexdigest()
-
-
 # Classes.
 
 
@@ -173,32 +82,41 @@ def split_classes(dcfg: ml_collections.ConfigDict,
 
   Unseen classes are `dcfg.unseen_classes` (exact dataset names) or, when that
   is empty, a random `dcfg.unseen_fraction` of the classes drawn with `seed`.
+  Classes named in `dcfg.exclude_classes` (if any) are in neither set: no image
+  of theirs is trained on or evaluated (the validation protocol uses this to
+  put a run's real unseen classes out of sight).
   """
   names = class_names(dcfg)
+  excluded = _named_ids(dcfg.get('exclude_classes', ()), names, 'exclude_classes')
   if dcfg.unseen_classes:
     unseen = _named_ids(dcfg.unseen_classes, names)
   else:
     unseen = _random_ids(len(names), dcfg.unseen_fraction, seed)
-  if len(unseen) == len(names):
+  clash = sorted(names[i] for i in np.intersect1d(unseen, excluded))
+  if clash:
+    raise ValueError(f'classes {clash} are both unseen and excluded')
+  seen = np.setdiff1d(np.arange(len(names)), np.union1d(unseen, excluded))
+  if not len(seen):
     raise ValueError('config.data.unseen_classes names every class; no seen '
                      'class is left to train on')
-  seen = np.setdiff1d(np.arange(len(names)), unseen)
   return seen.astype(np.int32), np.sort(unseen).astype(np.int32)
 
 
-def _named_ids(unseen_names: Sequence[str], names: Sequence[str]) -> np.ndarray:
+def _named_ids(unseen_names: Sequence[str], names: Sequence[str],
+               key: str = 'unseen_classes') -> np.ndarray:
   """Returns the ids of `unseen_names`, which must be distinct valid names."""
   if isinstance(unseen_names, str):
-    raise ValueError('config.data.unseen_classes must be a tuple of class '
+    raise ValueError(f'config.data.{key} must be a tuple of class '
                      f'names, not the string {unseen_names!r}')
+  what = 'unseen' if key == 'unseen_classes' else 'excluded'
   unknown = [n for n in unseen_names if n not in names]
   if unknown:
-    raise ValueError(f'unknown unseen classes {unknown}; valid class names: '
+    raise ValueError(f'unknown {what} classes {unknown}; valid class names: '
                      f'{list(names)}')
   duplicates = sorted({n for n in unseen_names
                        if list(unseen_names).count(n) > 1})
   if duplicates:
-    raise ValueError(f'duplicate unseen classes {duplicates}')
+    raise ValueError(f'duplicate {what} classes {duplicates} in config.data.{key}')
   return np.array([names.index(n) for n in unseen_names], np.int32)
 
 
@@ -391,6 +309,25 @@ def train_iterator(dcfg: ml_collections.ConfigDict, *, batch_size: int,
   ds = ds.map(example, num_parallel_calls=_AUTOTUNE)
   ds = ds.batch(local_batch, drop_remainder=True).prefetch(_AUTOTUNE)
   return iter(tfds.as_numpy(_deterministic(ds)))
+
+
+def feature_batches(features: np.ndarray, labels: np.ndarray,
+                    class_ids: Sequence[int], *, batch_size: int, seed: int,
+                    start_step: int = 0) -> Iterator[Batch]:
+  """Yields batches of cached features of the classes `class_ids`, forever.
+
+  Batch s is drawn without replacement by `default_rng([seed, s])`, a function of
+  (seed, step) only, so the iterator started at `start_step=k` is exact and O(1).
+  """
+  ids = np.flatnonzero(np.isin(labels, class_ids))
+  if len(ids) < batch_size:
+    raise ValueError(f'{len(ids)} examples of classes {list(class_ids)} cannot fill a '
+                     f'batch of {batch_size}')
+  step = start_step
+  while True:
+    chosen = np.random.default_rng([seed, step]).choice(ids, batch_size, replace=False)
+    yield {'features': features[chosen], 'label': labels[chosen].astype(np.int32)}
+    step += 1
 
 
 def _class_mask(builder: tfds.core.DatasetBuilder,

@@ -3,6 +3,7 @@
 Every function returns per-example losses [B]; the caller averages them.
 """
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -24,6 +25,22 @@ def hinge_rank(embedding, label_vectors, labels, margin=0.1):
   hinge = jnp.maximum(0.0, margin - true + scores)
   not_true = jnp.arange(scores.shape[1])[None, :] != labels[:, None]
   return jnp.sum(jnp.where(not_true, hinge, 0.0), axis=1)
+
+
+def label_to_image_hinge(embedding, label_vectors, labels, margin=0.1):
+  """The hinge rank loss the other way round: images ranked for each label word.
+
+  For anchor image i of seen class y_i, every image j of another class in the batch
+  should score lower with y_i's word than image i does, by `margin`:
+  mean_{j: y_j != y_i} max(0, margin - t_{y_i}.v_i + t_{y_i}.v_j). Words -> images
+  search is this ranking, which the image -> label loss never trains.
+  """
+  scores = embedding @ label_vectors.T  # [B, S]
+  own = scores[jnp.arange(len(labels)), labels]  # t_{y_i}.v_i
+  others = scores[:, labels].T  # [i, j] = t_{y_i}.v_j
+  negative = labels[None, :] != labels[:, None]
+  hinge = jnp.where(negative, jax.nn.relu(margin - own[:, None] + others), 0.0)
+  return jnp.sum(hinge, axis=1) / jnp.maximum(jnp.sum(negative, axis=1), 1)
 
 
 def cosine(embedding, label_vectors, labels, eps=1e-8):

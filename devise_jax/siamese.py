@@ -2,7 +2,7 @@
 
 The encoder is frozen after stage 2, so each image's 512-d features are computed once
 per split from the latest stage-2 checkpoint and cached in the workdir
-(`features/stage2-<step>/<split>.npz`, pickle-free). Measured on the 2-core CPU for the
+(`Run.split_features`, pickle-free). Measured on the 2-core CPU for the
 default experiment: extracting all 60,000 training features takes about 14 s (~4,300
 images/s, encoder forward only), then 1,500 head steps of 128 take about 24 s. On the
 fly, every step would add an encoder forward of its 128 images (~30 ms), about 45 s
@@ -15,18 +15,12 @@ positives and negatives to mine. The draw for step s is a function
 of (seed, s), so a resumed run replays the same batches.
 """
 
-import os
-import re
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from devise_jax import checkpoint
-from devise_jax import evaluate
 from devise_jax import losses
-from devise_jax.models import devise
 from devise_jax.models import siamese as siamese_model
 
 FEATURE_DIM = 512
@@ -34,24 +28,6 @@ FEATURE_DIM = 512
 
 def create_head(config):
   return siamese_model.SiameseHead(tuple(config.stage3.widths))
-
-
-def cached_features(config, workdir, split):
-  """(features [N, 512], labels [N]) of every image of `split`, in file order."""
-  variables, step = checkpoint.load_variables(workdir, 'stage2')
-  directory = os.path.join(workdir, 'features', f'stage2-{step}')
-  path = os.path.join(directory, re.sub(r'[^A-Za-z0-9_.-]+', '_', split) + '.npz')
-  if os.path.exists(path):
-    with np.load(path, allow_pickle=False) as cached:
-      return cached['features'], cached['labels']
-  _, seen, _, label_space = checkpoint.load_classes(workdir)
-  model = devise.create_model(config.model, len(seen), label_space.dim)
-  labels, outputs = evaluate.predict(config, model, variables, split)
-  os.makedirs(directory, exist_ok=True)
-  tmp = f'{path}.tmp-{os.getpid()}.npz'
-  np.savez(tmp, features=outputs['features'], labels=labels)
-  os.replace(tmp, path)
-  return outputs['features'], labels
 
 
 def pk_batches(features, labels, class_ids, *, batch_size, classes_per_batch, seed,
@@ -98,12 +74,3 @@ def make_train_step(head, stage_config):
                        l2_params=optax.global_norm(state.params))
 
   return train_step
-
-
-def embed(config, workdir, features, batch_size=4096):
-  """Siamese embeddings [N, D] of features [N, 512] with the latest stage-3 head."""
-  variables, _ = checkpoint.load_variables(workdir, 'stage3')
-  head = create_head(config)
-  apply = jax.jit(lambda v, x: head.apply(v, x))
-  return np.concatenate([np.asarray(apply(variables, features[i:i + batch_size]))
-                         for i in range(0, len(features), batch_size)])

@@ -12,10 +12,10 @@ the step is written for the global batch).
 """
 
 import collections
-import json
+import dataclasses
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -28,11 +28,43 @@ import tqdm
 from devise_jax import checkpoint
 from devise_jax import input_pipeline
 from devise_jax import losses
+from devise_jax import run as run_lib
 from devise_jax import siamese
 from devise_jax import wordvec
 from devise_jax.models import devise
 
-STAGES = ('stage1', 'stage2', 'stage3')
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """What a stage is, said once; `train_stage` reads nothing else about it."""
+  init_from: str | None  # The stage whose params this one starts from (None: fresh).
+  model: str  # 'devise' (encoder + classifier + projection) or 'siamese' (the head).
+  loss: str  # 'softmax' (stage 1), 'devise' (config.stage2.loss) or 'siamese'.
+  # Top-level param subtree -> 'train', 'finetune' (at encoder_lr_scale) or 'freeze'.
+  trainable: Callable[[Any], dict]
+  # The stage whose frozen encoder's cached features this stage trains on; None: it
+  # trains on augmented images (whenever the encoder itself trains).
+  features_from: str | None = None
+
+
+def _frozen_encoder_features(stage):
+  return lambda c: stage if c.get('encoder_lr_scale', 0) == 0 else None
+
+
+STAGE_TABLE = {
+    'stage1': Stage(None, 'devise', 'softmax', lambda c: {
+        'encoder': 'train', 'classifier': 'train', 'projection': 'freeze'}),
+    # With a frozen encoder the projection is a linear map of stage 1's features,
+    # computed once (seconds) instead of an encoder pass per step.
+    'stage2': Stage('stage1', 'devise', 'devise', lambda c: {
+        'encoder': 'finetune' if c.encoder_lr_scale > 0 else 'freeze',
+        'classifier': 'freeze', 'projection': 'train'}, _frozen_encoder_features('stage1')),
+    # The Siamese head has params of its own, all trained, on stage 2's features.
+    'stage3': Stage(None, 'siamese', 'siamese',
+                    lambda c: collections.defaultdict(lambda: 'train'),
+                    lambda c: 'stage2'),
+}
+STAGES = tuple(STAGE_TABLE)
 
 
 class TrainState(train_state.TrainState):
@@ -47,7 +79,7 @@ def prepare_workdir(config, workdir):
   """Fixes the run's classes, split and label space in the workdir (once)."""
   os.makedirs(workdir, exist_ok=True)
   checkpoint.save_config(workdir, config)
-  if os.path.exists(os.path.join(workdir, 'classes.json')):
+  if checkpoint.has_classes(workdir):
     return checkpoint.load_classes(workdir)
   names = input_pipeline.class_names(config.data)
   seen, unseen = input_pipeline.split_classes(config.data, config.seed)
@@ -55,16 +87,6 @@ def prepare_workdir(config, workdir):
   label_space = wordvec.build_label_space(kv, names, dict(config.word_vectors.overrides))
   checkpoint.save_classes(workdir, names, seen, unseen, label_space)
   return names, seen, unseen, label_space
-
-
-def param_labels(stage, stage_config):
-  """Which optimiser each top-level subtree of the params gets in this stage."""
-  if stage == 'stage3':  # The Siamese head has its own params: all trained.
-    return collections.defaultdict(lambda: 'train')
-  if stage == 'stage1':
-    return {'encoder': 'train', 'classifier': 'train', 'projection': 'freeze'}
-  encoder = 'finetune' if stage_config.encoder_lr_scale > 0 else 'freeze'
-  return {'encoder': encoder, 'classifier': 'freeze', 'projection': 'train'}
 
 
 def make_optimizer(stage, stage_config, params):
@@ -88,14 +110,14 @@ def make_optimizer(stage, stage_config, params):
   scale = getattr(stage_config, 'encoder_lr_scale', 0.0)
   transforms = {'train': make(schedule), 'freeze': optax.set_to_zero(),
                 'finetune': make(lambda step: scale * schedule(step))}
-  labels = param_labels(stage, stage_config)
+  labels = STAGE_TABLE[stage].trainable(stage_config)
   return optax.multi_transform(transforms, {k: labels[k] for k in params})
 
 
 def create_train_state(config, model, stage, rng):
   size = config.data.image_size
-  dummy = (jnp.zeros((1, siamese.FEATURE_DIM)) if stage == 'stage3' else
-           jnp.zeros((1, size, size, 3), jnp.float32))
+  dummy = (jnp.zeros((1, siamese.FEATURE_DIM)) if STAGE_TABLE[stage].model == 'siamese'
+           else jnp.zeros((1, size, size, 3), jnp.float32))
   variables = jax.jit(model.init, static_argnames='train')({'params': rng}, dummy,
                                                            train=False)
   params = variables['params']
@@ -104,32 +126,50 @@ def create_train_state(config, model, stage, rng):
                            batch_stats=variables.get('batch_stats'))
 
 
-def make_train_step(model, stage, stage_config, label_vectors, seen_lookup):
+def make_train_step(model, loss_kind, stage_config, label_vectors, seen_lookup,
+                    bn_train=True, on_features=False):
   """Returns the pure step `(state, batch, rng) -> (state, metrics)`.
 
-  `label_vectors` [S, D] are the seen classes' unit word vectors and `seen_lookup`
-  maps a dataset label id to its index among the seen classes (-1 for unseen).
+  `loss_kind` is 'softmax' (the classifier's logits) or 'devise' (the projection's
+  embedding, with `stage_config.loss`). `label_vectors` [S, D] are the seen classes'
+  unit word vectors and `seen_lookup` maps a dataset label id to its index among the
+  seen classes (-1 for unseen); rows of `label_vectors` past the seen classes are
+  extra negatives of the DeViSE loss. `bn_train` updates BatchNorm statistics (a
+  trained encoder) or keeps them (a frozen one). `on_features`: batches hold a frozen
+  encoder's `features` instead of images, and only the projection is applied.
   """
   label_vectors = jnp.asarray(label_vectors)
   seen_lookup = jnp.asarray(seen_lookup)
-  bn_train = stage == 'stage1' or stage_config.encoder_lr_scale > 0
 
-  def loss_fn(params, state, batch, rng):
+  num_seen = int(np.sum(np.asarray(seen_lookup) >= 0))
+
+  def apply(params, state, batch, rng):
+    if on_features:  # A frozen encoder: only the heads (no dropout) see its features.
+      f = batch['features']
+      return {'embedding': devise.project(params, f), 'logits': f @ params['classifier'][
+          'kernel'] + params['classifier']['bias']}, {}
     variables = {'params': params}
     if state.batch_stats is not None:
       variables['batch_stats'] = state.batch_stats
-    out, updates = model.apply(
+    return model.apply(
         variables, batch['image'], train=bn_train, rngs={'dropout': rng},
         mutable=['batch_stats'] if (bn_train and state.batch_stats is not None) else [])
+
+  def loss_fn(params, state, batch, rng):
+    out, updates = apply(params, state, batch, rng)
     labels = seen_lookup[batch['label']]
-    if stage == 'stage1':
+    if loss_kind == 'softmax':
       per_example = losses.softmax_cross_entropy(out['logits'], labels)
       accuracy = jnp.mean(jnp.argmax(out['logits'], -1) == labels)
     else:
       loss = losses.DEVISE_LOSSES[stage_config.loss]
       kwargs = {'margin': stage_config.margin} if stage_config.loss == 'hinge_rank' else {}
       per_example = loss(out['embedding'], label_vectors, labels, **kwargs)
-      scores = out['embedding'] @ label_vectors.T
+      weight = stage_config.get('image_ranking_weight', 0.0)
+      if weight:  # Images ranked for each label word too (words -> images).
+        per_example += weight * losses.label_to_image_hinge(
+            out['embedding'], label_vectors[:num_seen], labels, stage_config.margin)
+      scores = out['embedding'] @ label_vectors[:num_seen].T
       accuracy = jnp.mean(jnp.argmax(scores, -1) == labels)
     return jnp.mean(per_example), (updates.get('batch_stats'), accuracy)
 
@@ -157,13 +197,14 @@ def shard_batch(batch, sharding):
 
 
 def _initial_state(config, workdir, stage, model, mngr, log):
-  """Resume order: this stage's own checkpoint, then the previous stage, then scratch."""
+  """Resume order: this stage's own checkpoint, then the stage it starts from, then
+  scratch."""
   state = create_train_state(config, model, stage, jax.random.key(config.seed))
   restored = checkpoint.restore_latest(mngr, state, log)
   if restored is not None:
     log(f'{stage}: resuming from step {int(restored.step)}')
     return restored
-  previous = {'stage2': 'stage1'}.get(stage)  # Stage 3 has params of its own.
+  previous = STAGE_TABLE[stage].init_from
   if previous:
     variables, step = checkpoint.load_variables(workdir, previous)
     log(f'{stage}: starting from {previous} step {step}')
@@ -172,23 +213,94 @@ def _initial_state(config, workdir, stage, model, mngr, log):
   return state
 
 
+def _model(config, stage, num_seen, embed_dim):
+  spec = STAGE_TABLE[stage]
+  if spec.model == 'siamese':
+    return siamese.create_head(config)
+  frozen = spec.trainable(config[stage])['encoder'] == 'freeze'
+  return devise.create_model(config.model, num_seen, embed_dim, freeze_encoder=frozen)
+
+
+def _step_and_batches(config, workdir, stage, model, classes, start):
+  """The stage's pure train step and its batch iterator from step `start`."""
+  spec, stage_config = STAGE_TABLE[stage], config[stage]
+  names, seen, _, label_space = classes
+  seed = config.seed + STAGES.index(stage)
+  source = spec.features_from(stage_config) if spec.features_from else None
+  if source:
+    features, labels = run_lib.Run.load(workdir, stages=(source,)).split_features(
+        config.data.train_split, source)
+  if spec.model == 'siamese':
+    batches = siamese.pk_batches(
+        features, labels, seen, batch_size=stage_config.batch_size,
+        classes_per_batch=stage_config.classes_per_batch, seed=seed, start_step=start)
+    return siamese.make_train_step(model, stage_config), batches
+  seen_lookup = np.full(len(names), -1, np.int32)
+  seen_lookup[seen] = np.arange(len(seen))
+  bn_train = spec.trainable(stage_config)['encoder'] != 'freeze'
+  targets = label_space.vectors[seen]
+  if spec.loss == 'devise' and stage_config.get('vocab_negatives', 0):
+    targets = np.concatenate([targets, vocabulary_negatives(
+        config, [names[i] for i in seen], stage_config.vocab_negatives)])
+  step = make_train_step(model, spec.loss, stage_config, targets, seen_lookup, bn_train,
+                         on_features=source is not None)
+  if source:
+    batches = input_pipeline.feature_batches(features, labels, seen,
+                                             batch_size=stage_config.batch_size,
+                                             seed=seed, start_step=start)
+  else:
+    batches = input_pipeline.train_iterator(
+        config.data, batch_size=stage_config.batch_size, seed=seed, class_ids=seen,
+        start_step=start)
+  return step, batches
+
+
+def fit_on_features(config, stage, features, labels, class_ids, label_vectors, names):
+  """Params of a fresh model whose `stage` head (stage1: the softmax classifier,
+  stage2: the DeViSE projection) is trained on cached features of `class_ids` only, with
+  the stage's own recipe (optimizer, steps, batch, loss). Calibration folds use it."""
+  spec, stage_config = STAGE_TABLE[stage], config[stage]
+  model = devise.create_model(config.model, len(class_ids), label_vectors.shape[1])
+  state = create_train_state(config, model, stage, jax.random.key(config.seed))
+  lookup = np.full(len(names), -1, np.int32)
+  lookup[class_ids] = np.arange(len(class_ids))
+  targets = label_vectors[class_ids]
+  if spec.loss == 'devise' and stage_config.get('vocab_negatives', 0):
+    targets = np.concatenate([targets, vocabulary_negatives(
+        config, [names[i] for i in class_ids], stage_config.vocab_negatives)])
+  step = jax.jit(make_train_step(model, spec.loss, stage_config, targets, lookup,
+                                 bn_train=False, on_features=True), donate_argnums=0)
+  batches = input_pipeline.feature_batches(features, labels, class_ids,
+                                           batch_size=stage_config.batch_size,
+                                           seed=config.seed + STAGES.index(stage))
+  rng = jax.random.key(config.seed)
+  for _ in range(stage_config.num_steps):
+    state, _ = step(state, next(batches), rng)
+  return jax.device_get(state.params)
+
+
+def vocabulary_negatives(config, seen_names, count):
+  """Unit vectors of the `count` most frequent alphabetic words of the word vectors
+  (3+ letters), leaving out the words of the seen class names (they are targets)."""
+  wv = config.word_vectors
+  kv = wordvec.load_keyedvectors(wv.source, wv.format)
+  own = {w for n in seen_names for w in wordvec.name_words(n)}
+  words = [w for w in kv.index_to_key if len(w) >= 3 and w.isalpha() and w not in own]
+  vectors = np.asarray(kv.get_normed_vectors())[[kv.key_to_index[w] for w in words[:count]]]
+  return vectors.astype(np.float32)
+
+
 def train_stage(config, workdir, stage, log=print, after_step=None):
   """Trains one stage to `config[stage].num_steps`, resuming where the workdir left off.
 
   `after_step(step)` is called after each step (tests use it to interrupt a run).
   """
-  names, seen, _, label_space = prepare_workdir(config, workdir)
+  classes = prepare_workdir(config, workdir)
   stage_config = config[stage]
-  batch_size = stage_config.batch_size
-  if batch_size % jax.device_count():
-    raise ValueError(f'config.{stage}.batch_size={batch_size} does not divide over '
-                     f'{jax.device_count()} devices')
-  if stage == 'stage3':
-    model = siamese.create_head(config)
-  else:
-    model = devise.create_model(config.model, len(seen), label_space.dim,
-                                freeze_encoder=stage == 'stage2'
-                                and stage_config.encoder_lr_scale == 0)
+  if stage_config.batch_size % jax.device_count():
+    raise ValueError(f'config.{stage}.batch_size={stage_config.batch_size} does not '
+                     f'divide over {jax.device_count()} devices')
+  model = _model(config, stage, len(classes[1]), classes[3].dim)
   mngr = checkpoint.manager(workdir, stage, config.keep_checkpoints)
   state = _initial_state(config, workdir, stage, model, mngr, log)
   start = int(state.step)
@@ -197,75 +309,82 @@ def train_stage(config, workdir, stage, log=print, after_step=None):
     mngr.close()
     return state
 
+  step, batches = _step_and_batches(config, workdir, stage, model, classes, start)
   mesh = data_mesh()
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
-  seed = config.seed + STAGES.index(stage)
-  if stage == 'stage3':
-    step = siamese.make_train_step(model, stage_config)
-    features, labels = siamese.cached_features(config, workdir, config.data.train_split)
-    batches = siamese.pk_batches(
-        features, labels, seen, batch_size=batch_size,
-        classes_per_batch=stage_config.classes_per_batch, seed=seed, start_step=start)
-  else:
-    seen_lookup = np.full(len(names), -1, np.int32)
-    seen_lookup[seen] = np.arange(len(seen))
-    step = make_train_step(model, stage, stage_config, label_space.vectors[seen],
-                           seen_lookup)
-    batches = input_pipeline.train_iterator(config.data, batch_size=batch_size, seed=seed,
-                                            class_ids=seen, start_step=start)
   step_fn = jax.jit(step, in_shardings=(replicated, sharded, replicated),
                     out_shardings=(replicated, replicated), donate_argnums=0)
-  state = jax.device_put(state, replicated)
+  loop = Loop(stage=stage, num_steps=stage_config.num_steps,
+              batch_size=stage_config.batch_size, log_every=config.log_every,
+              checkpoint_every=config.checkpoint_every, workdir=workdir, mngr=mngr,
+              sharding=sharded, after_step=after_step)
   rng = jax.random.fold_in(jax.random.key(config.seed), STAGES.index(stage) + 1)
-
   try:
-    state = _loop(config, workdir, stage, state, step_fn, batches, rng, sharded, mngr,
-                  after_step)
+    return loop.run(jax.device_put(state, replicated), step_fn, batches, rng)
   finally:  # Even on an exception, let an in-flight save finish: it is a good step.
     mngr.wait_until_finished()
     mngr.close()
-  return state
 
 
-def _loop(config, workdir, stage, state, step_fn, batches, rng, sharded, mngr, after_step):
-  """Steps from `state.step` to the stage's num_steps, logging and checkpointing."""
-  num_steps, batch_size = config[stage].num_steps, config[stage].batch_size
-  start = int(state.step)
-  bar = tqdm.tqdm(range(start, num_steps), initial=start,
-                  total=num_steps, desc=stage, dynamic_ncols=True)
-  tick, images = time.perf_counter(), 0
-  for step in bar:
-    state, metrics = step_fn(state, shard_batch(next(batches), sharded), rng)
-    images += batch_size
-    done = step + 1
-    if done % config.log_every == 0 or done == num_steps:
-      metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      if not all(np.isfinite(v) for v in metrics.values()):
-        mngr.wait_until_finished()
-        raise TrainingError(f'{stage}: non-finite metrics at step {done} ({metrics}); '
-                            f'the last good checkpoint is step {mngr.latest_step()}')
-      metrics['images_per_sec'] = images / (time.perf_counter() - tick)
-      tick, images = time.perf_counter(), 0
-      bar.set_postfix(loss=f"{metrics['loss']:.4f}", img_s=f"{metrics['images_per_sec']:.0f}")
-      _append_metrics(workdir, dict(stage=stage, step=done, **metrics))
-    if done % config.checkpoint_every == 0 or done == num_steps:
-      if not np.isfinite(float(metrics['l2_params'])):
-        raise TrainingError(f'{stage}: non-finite params at step {done}; not saved')
-      mngr.save(done, args=checkpoint.ocp.args.StandardSave(state))
-      checkpoint.record_fingerprint(workdir, stage, done, state.params)
-    if after_step:
-      after_step(done)
-  return state
+@dataclasses.dataclass
+class Loop:
+  """How one stage steps, logs and checkpoints."""
+  stage: str
+  num_steps: int
+  batch_size: int
+  log_every: int
+  checkpoint_every: int
+  workdir: str
+  mngr: Any  # The stage's Orbax CheckpointManager.
+  sharding: Any  # Where each batch goes (split over the 'data' mesh axis).
+  after_step: Callable[[int], None] | None = None
 
+  def run(self, state, step_fn, batches, rng):
+    """Steps from `state.step` to `num_steps`; returns the final state."""
+    start = int(state.step)
+    bar = tqdm.tqdm(range(start, self.num_steps), initial=start, total=self.num_steps,
+                    desc=self.stage, dynamic_ncols=True)
+    tick, images = time.perf_counter(), 0
+    for step in bar:
+      state, metrics = step_fn(state, shard_batch(next(batches), self.sharding), rng)
+      images += self.batch_size
+      done = step + 1
+      if done % self.log_every == 0 or done == self.num_steps:
+        metrics = self._log(done, metrics, images / (time.perf_counter() - tick))
+        bar.set_postfix(loss=f"{metrics['loss']:.4f}",
+                        img_s=f"{metrics['images_per_sec']:.0f}")
+        tick, images = time.perf_counter(), 0
+      if done % self.checkpoint_every == 0 or done == self.num_steps:
+        self._save(done, state, metrics)
+      if self.after_step:
+        self.after_step(done)
+    return state
 
-def _append_metrics(workdir, record):
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'metrics.jsonl'), 'a', encoding='utf-8') as f:
-      f.write(json.dumps(record) + '\n')
+  def _log(self, done, metrics, images_per_sec):
+    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    if not all(np.isfinite(v) for v in metrics.values()):
+      self.mngr.wait_until_finished()
+      raise TrainingError(f'{self.stage}: non-finite metrics at step {done} ({metrics}); '
+                          f'the last good checkpoint is step {self.mngr.latest_step()}')
+    metrics['images_per_sec'] = images_per_sec
+    checkpoint.append_metrics(self.workdir, dict(stage=self.stage, step=done, **metrics))
+    return metrics
+
+  def _save(self, done, state, metrics):
+    if not np.isfinite(float(metrics['l2_params'])):
+      raise TrainingError(f'{self.stage}: non-finite params at step {done}; not saved')
+    self.mngr.save(done, args=checkpoint.ocp.args.StandardSave(state))
+    checkpoint.record_fingerprint(self.workdir, self.stage, done, state.params)
 
 
 def train(config, workdir, stages=STAGES, log=print):
   """Trains `stages` in order; returns and logs the final params' fingerprint."""
+  stages = list(stages)
+  if not stages:
+    raise ValueError(f'no stages to train; expected some of {list(STAGES)}')
+  unknown = [s for s in stages if s not in STAGE_TABLE]
+  if unknown:
+    raise ValueError(f'unknown stages {unknown}; expected some of {list(STAGES)}')
   for stage in stages:
     state = train_stage(config, workdir, stage, log)
   value = checkpoint.fingerprint(state.params)

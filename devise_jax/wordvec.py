@@ -265,6 +265,11 @@ def _word_keys(kv, word):
   return None
 
 
+def name_words(name: str) -> list[str]:
+  """The lower-cased words of a class name ('T-shirt/top' -> ['t', 'shirt', 'top'])."""
+  return [w for w in re.split(r'[\s_/,\-]+', name.lower()) if w]
+
+
 def phrase_vector(kv: KeyedVectors, phrase: str) -> np.ndarray | None:
   """Unit vector of `phrase` in `kv`, or None if some word is not covered.
 

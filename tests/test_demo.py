@@ -1,34 +1,44 @@
 """The Gradio demo over HTTP: endpoints against the library, bad inputs, file serving.
 
 One server for the module (a copy of the tiny reference run with its gallery), called
-through `gradio_client` as a user of the API would.
+through `gradio_client` as a user of the API would; every answer is compared with the
+library's (`library`: a Run and a Searcher of the same workdir, loaded apart from the
+demo's).
 """
 
+import configparser
 import contextlib
 import io
 import os
+import pathlib
 import shutil
 import socket
 import struct
+import subprocess
 import sys
 import types
 import zlib
 
+import gradio as gr
 import httpx
 import numpy as np
 import PIL.Image
 import pytest
 
+from devise_jax import checkpoint
 from devise_jax import gallery
+from devise_jax import run as run_lib
+from devise_jax.demo import about
+from devise_jax.demo import app
+from devise_jax.demo import handlers
+from devise_jax.demo import images
 
 gradio_client = pytest.importorskip('gradio_client')
 from gradio_client import Client, handle_file  # pylint: disable=wrong-import-position
 
-# demo/ sits at the repository root, which plain `pytest` (unlike `python -m pytest`)
-# does not put on sys.path.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from demo import app  # pylint: disable=wrong-import-position
-from demo import images  # pylint: disable=wrong-import-position
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+# What `devise-jax eval` would have written (the About tab shows it).
+EVAL = dict(split='test[:256]', metrics=dict(zsl_top1=0.6125, gzsl_h=0.25, num_images=256))
 
 
 def free_port():
@@ -49,8 +59,23 @@ def demo_workdir(reference_run, tmp_path_factory):
   _, reference, _ = reference_run
   path = tmp_path_factory.mktemp('demo') / 'run'
   shutil.copytree(reference, path)
-  gallery.embed(str(path))
+  run = run_lib.Run.load(str(path))
+  gallery.embed(run)
+  checkpoint.save_eval(str(path), dict(EVAL, **{f'{s}_step': n for s, n in run.steps.items()}))
   return str(path)
+
+
+@pytest.fixture(scope='module')
+def library(demo_workdir):
+  """The library's answers: a Run and a Searcher of the workdir, apart from the demo's."""
+  run = run_lib.Run.load(demo_workdir)
+  return types.SimpleNamespace(run=run, searcher=gallery.Searcher(run))
+
+
+def library_labels(library, array, candidates='classes', k=5):
+  """The library's top-k labels of one RGB image (what a visitor uploads, decoded)."""
+  vector = library.run.devise(library.run.encode_images([array]))[0]
+  return library.searcher.labels(vector, candidates, k)
 
 
 @pytest.fixture(scope='module')
@@ -139,29 +164,36 @@ def zero_shot(client, image=None, gallery_id=None, candidates='classes', labels=
 # The endpoints answer what the library answers.
 
 
-def test_zero_shot_matches_the_library(server, client, pictures):
-  backend = server.backend
-  searcher = backend.searcher
+def check_labels(result_rows, library_rows):
+  assert [(r['label'], r['unseen']) for r in result_rows] == [
+      (w['label'], w['unseen']) for w in library_rows]
+  for got, want in zip(result_rows, library_rows):
+    assert got['score'] == pytest.approx(want['score'], abs=1e-4)
+
+
+def test_zero_shot_matches_the_library(library, client, pictures):
+  searcher = library.searcher
   # A gallery image by id: the gallery's stored vector.
   got, status = zero_shot(client, gallery_id=12, k=10)
   want = searcher.labels(searcher.gallery['devise'][12], 'classes', 10)
   assert [r['label'] for r in got] == [w['label'] for w in want]
   assert [r['unseen'] for r in got] == [w['unseen'] for w in want]
-  assert {r['label'] for r in got if r['unseen']} == {'Pullover', 'Sandal'}
+  # All 10 classes are shown: the unseen ones are exactly the run's unseen classes.
+  assert len(got) == len(searcher.names) and len(library.run.unseen)
+  assert {r['label'] for r in got if r['unseen']} == {searcher.names[i]
+                                                      for i in library.run.unseen}
   for r, w in zip(got, want):
     assert r['score'] == pytest.approx(w['score'], abs=1e-4)
   assert 'gallery image #12' in status
   # An uploaded image: the library's own embedding of the same pixels.
-  got, _ = zero_shot(client, handle_file(pictures['gallery5.png']), k=3)
-  vector = searcher.embed_images([backend.images.get(5)])[0][0]
-  want = searcher.labels(vector, 'classes', 3)
-  assert [r['label'] for r in got] == [w['label'] for w in want]
-  for r, w in zip(got, want):
-    assert r['score'] == pytest.approx(w['score'], abs=1e-4)
+  got, status = zero_shot(client, handle_file(pictures['gallery5.png']), k=3)
+  check_labels(got, library_labels(library, images.decode(pictures['gallery5.png']),
+                                   k=3))
+  assert 'the uploaded image' in status
   # The whole vocabulary, and a typed list (an unknown word is skipped, and said so).
-  got, _ = zero_shot(client, gallery_id=12, candidates='vocab', k=5)
-  want = searcher.labels(searcher.gallery['devise'][12], 'vocab', 5)
-  assert [r['label'] for r in got] == [w['label'] for w in want]
+  got, status = zero_shot(client, gallery_id=12, candidates='vocab', k=5)
+  check_labels(got, searcher.labels(searcher.gallery['devise'][12], 'vocab', 5))
+  assert f'all {len(searcher.kv.index_to_key):,} words' in status
   got, status = zero_shot(client, gallery_id=12, candidates='list',
                           labels='boot, shirt,\nsandal, qwxzzy, boot', k=5)
   want = searcher.labels(searcher.gallery['devise'][12], ['boot', 'shirt', 'sandal'], 5)
@@ -169,8 +201,8 @@ def test_zero_shot_matches_the_library(server, client, pictures):
   assert "qwxzzy" in status and 'no word vector' in status
 
 
-def test_search_words_matches_the_library(server, client):
-  searcher = server.backend.searcher
+def test_search_words_matches_the_library(library, client):
+  searcher = library.searcher
   grid, table, status = client.predict(word_1='boot', weight_1=1.0, word_2='sandal',
                                        weight_2=-0.5, k=6, api_name='/search_words')
   want = searcher.words_to_images(['boot', 'sandal'], [1.0, -0.5], 6)
@@ -180,23 +212,23 @@ def test_search_words_matches_the_library(server, client):
   assert '+1 × boot -0.5 × sandal' in status
 
 
-def test_similar_matches_the_library(server, client, pictures):
-  backend = server.backend
-  searcher = backend.searcher
+def test_similar_matches_the_library(library, client, pictures):
+  searcher = library.searcher
   for space in ('siamese', 'devise'):
-    _, table, _ = client.predict(None, 7, space, 5, api_name='/similar')
+    _, table, status = client.predict(None, 7, space, 5, api_name='/similar')
     want = searcher.similar(searcher.gallery[space][7], space, 5, exclude_ids=[7])
     check_images(rows(table), want)
     assert 7 not in [r['id'] for r in rows(table)]
+    assert f'gallery image #7 ({searcher.meta["label_names"][7]}) in {space}' in status
   _, table, _ = client.predict(handle_file(pictures['gallery40.png']), None, 'siamese', 5,
                                api_name='/similar')
-  vector = searcher.embed_images([backend.images.get(40)])[1][0]
+  array = images.decode(pictures['gallery40.png'])
+  vector = library.run.siamese(library.run.encode_images([array]))[0]
   check_images(rows(table), searcher.similar(vector, 'siamese', 5))
 
 
-def test_algebra_matches_the_library(server, client, pictures):
-  backend = server.backend
-  searcher = backend.searcher
+def test_algebra_matches_the_library(library, client, pictures):
+  searcher = library.searcher
   g = searcher.gallery
   inputs, grid, table, status = client.predict(
       image_1=None, gallery_id_1=3, sign_1='+', weight_1=1.0,
@@ -207,14 +239,14 @@ def test_algebra_matches_the_library(server, client, pictures):
   want = searcher.algebra([g['devise'][3], g['devise'][40]], [1.0, -0.5], ['boot'], [0.5],
                           'devise', 5, exclude_ids=[3, 40])
   check_images(rows(table), want)
-  assert [i['caption'] for i in inputs] == ['+1 × #3 ' + backend.meta['label_names'][3],
-                                            '-0.5 × #40 ' + backend.meta['label_names'][40]]
+  assert [i['caption'] for i in inputs] == ['+1 × #3 ' + searcher.meta['label_names'][3],
+                                            '-0.5 × #40 ' + searcher.meta['label_names'][40]]
   assert len(grid) == 5 and '"boot"' in status
   # An upload and a gallery image, Siamese space.
   _, _, table, _ = client.predict(
       handle_file(pictures['gallery5.png']), None, '+', 1.0, None, 12, '+', 1.0,
       None, None, '+', 1.0, None, None, '+', 1.0, '', '', 'siamese', 4, api_name='/algebra')
-  upload = searcher.embed_images([backend.images.get(5)])[1][0]
+  upload = searcher.embed_images([images.decode(pictures['gallery5.png'])])[1][0]
   want = searcher.algebra([upload, g['siamese'][12]], [1.0, 1.0], space='siamese', k=4,
                           exclude_ids=[12])
   check_images(rows(table), want)
@@ -225,10 +257,26 @@ def test_algebra_matches_the_library(server, client, pictures):
 
 @pytest.mark.parametrize('name', ['rgba.png', 'cmyk.jpg', 'i16.png', 'palette.png',
                                   'anim.gif', 'exif.jpg', 'one.png', 'wide.png'])
-def test_awkward_images_are_predicted(client, pictures, name):
-  got, _ = zero_shot(client, handle_file(pictures[name]), k=3)
-  assert len(got) == 3
-  assert all(np.isfinite(r['score']) and -1.0001 <= r['score'] <= 1.0001 for r in got)
+def test_awkward_images_are_predicted(library, client, pictures, name):
+  """The demo's answer is the library's for the same pixels, as `images.decode` reads
+  them (the decoding itself is checked in test_image_decoding_details)."""
+  got, status = zero_shot(client, handle_file(pictures[name]), k=3)
+  decoded = images.decode(pictures[name])
+  assert decoded.dtype == np.uint8 and decoded.ndim == 3 and decoded.shape[2] == 3
+  check_labels(got, library_labels(library, decoded, k=3))
+  assert 'the uploaded image' in status
+
+
+def test_requests_do_not_recompile(server, client, pictures):
+  """Uploads of any size reuse the run's compiled embedders (one trace per function)."""
+  zero_shot(client, handle_file(pictures['rgba.png']), k=3)
+  client.predict(handle_file(pictures['exif.jpg']), None, 'siamese', 3, api_name='/similar')
+  traces = dict(server.backend.run.traces)
+  for name in ('one.png', 'wide.png', 'cmyk.jpg'):
+    zero_shot(client, handle_file(pictures[name]), k=3)
+    client.predict(handle_file(pictures[name]), None, 'siamese', 3, api_name='/similar')
+  assert dict(server.backend.run.traces) == traces
+  assert traces['encode'] == 1 and traces['devise'] == 1
 
 
 BAD_INPUTS = [
@@ -369,11 +417,16 @@ def test_no_file_outside_the_demo_is_served(server, demo_workdir):
     assert 'event: error' in answer and 'seed' not in answer
 
 
-def test_launch_defaults_are_safe(server):
+def test_launch_defaults_are_safe(server, demo_workdir):
   demo_kwargs = app.launch_kwargs(server.demo)
   assert demo_kwargs['server_name'] == '127.0.0.1' and demo_kwargs['share'] is False
   assert demo_kwargs['max_file_size'] == '10mb' and demo_kwargs['auth'] is None
-  assert demo_kwargs['enable_monitoring'] is False
+  assert demo_kwargs['enable_monitoring'] is False and demo_kwargs['allowed_paths'] == []
+  blocked = demo_kwargs['blocked_paths']
+  assert os.path.abspath(demo_workdir) in blocked
+  assert os.path.abspath(os.environ['DEVISE_JAX_CACHE']) in blocked
+  config = server.backend.run.config
+  assert os.path.abspath(config.data.data_dir) in blocked
   assert app.parse_auth('alice:s3:cret') == ('alice', 's3:cret')
   with pytest.raises(ValueError):
     app.parse_auth('alice')
@@ -383,6 +436,7 @@ def test_basic_auth(server):
   """With auth, the API needs the password; the same backend serves a second app."""
   backend = server.backend
   demo = app.build_app(backend.workdir, backend=backend)
+  assert demo.devise_backend is backend
   url = start(demo, auth='alice:wonderland')
   try:
     with pytest.raises(Exception):
@@ -397,8 +451,8 @@ def test_basic_auth(server):
     demo.close()
 
 
-def test_concurrent_requests_all_get_their_answers(server, client):
-  searcher = server.backend.searcher
+def test_concurrent_requests_all_get_their_answers(library, client):
+  searcher = library.searcher
   jobs = {i: client.submit(None, i, 'classes', '', 3, api_name='/zero_shot')
           for i in range(8)}
   for i, job in jobs.items():
@@ -408,16 +462,50 @@ def test_concurrent_requests_all_get_their_answers(server, client):
 
 
 def test_a_workdir_without_gallery_still_serves_zero_shot(reference_run, tmp_path,
-                                                          pictures):
+                                                          pictures, library):
   _, reference, _ = reference_run
   shutil.copytree(reference, tmp_path / 'run', ignore=shutil.ignore_patterns('gallery'))
-  backend = app.Backend(str(tmp_path / 'run'))
-  assert backend.gallery is None
+  backend = handlers.Backend(str(tmp_path / 'run'))
+  assert backend.searcher.gallery is None and backend.gallery_size() == 0
   app.build_app(backend.workdir, backend=backend)  # The page builds (no pickers).
-  handlers = app.make_handlers(backend)
-  table, _ = handlers['zero_shot'](pictures['gallery5.png'], -1, 'classes', '', 3)
-  assert len(table) == 3
-  with pytest.raises(app.gr.Error, match='no gallery'):
-    handlers['search_words']('boot', 1.0, '', 1.0, 5)
-  with pytest.raises(app.gr.Error, match='no gallery'):
-    handlers['zero_shot'](None, 3, 'classes', '', 3)
+  endpoints = handlers.make_handlers(backend)
+  table, _ = endpoints['zero_shot'](pictures['gallery5.png'], -1, 'classes', '', 3)
+  want = library_labels(library, images.decode(pictures['gallery5.png']), k=3)
+  assert table['label'].tolist() == [w['label'] for w in want]
+  with pytest.raises(gr.Error, match='no gallery'):
+    endpoints['search_words']('boot', 1.0, '', 1.0, 5)
+  with pytest.raises(gr.Error, match='no gallery'):
+    endpoints['zero_shot'](None, 3, 'classes', '', 3)
+  assert 'gallery: none' in about.markdown(backend)
+
+
+def test_about_shows_the_loaded_run(server, library):
+  """Steps and params fingerprints of the loaded stages (checked against
+  fingerprints.jsonl), and eval.json's metrics."""
+  text = about.markdown(server.backend)
+  recorded = checkpoint.read_fingerprints(server.backend.workdir)
+  for stage, step in library.run.steps.items():
+    sha = library.run.fingerprint(stage)
+    assert recorded[stage][step] == sha
+    row = next(line for line in text.splitlines() if line.startswith(f'| {stage} |'))
+    assert f'| {step} | `{sha}` | matches |' in row
+  assert '| `zsl_top1` | 0.6125 |' in text and '| `num_images` | 256 |' in text
+  assert "split `test[:256]`" in text and 'evaluated at' not in text
+
+
+def test_the_demo_is_installed_as_a_subpackage(tmp_path):
+  """`devise_jax.demo` imports from the installed package, from any directory, and no
+  top-level `demo` is installed; setup.cfg lists every package of devise_jax/."""
+  code = ('import importlib.util, devise_jax.demo; print(devise_jax.demo.__file__); '
+          "print(importlib.util.find_spec('demo'))")
+  proc = subprocess.run([sys.executable, '-c', code], cwd=tmp_path,
+                        capture_output=True, text=True, timeout=60, check=True,
+                        env=dict(os.environ, PYTHONPATH=''))
+  location, top_level = proc.stdout.split()
+  assert pathlib.Path(location) == ROOT / 'demo' / '__init__.py' and top_level == 'None'
+  config = configparser.ConfigParser()
+  config.read(ROOT / 'setup.cfg')
+  listed = set(config['options']['packages'].split())
+  found = {'.'.join(p.parent.relative_to(ROOT).parts)
+           for p in (ROOT / 'devise_jax').rglob('__init__.py')}
+  assert listed == found | {'devise_jax.demo'}

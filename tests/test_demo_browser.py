@@ -1,9 +1,10 @@
 """The demo in a real browser: headless Chromium driven by Selenium.
 
-Loads the page, shows an error by clicking Predict with no image, runs a zero-shot
-prediction by clicking a gallery picture and Predict, searches, finds similar images,
-does puppy algebra, and saves a screenshot of each tab under artifacts/screenshots/
-(gitignored) to look at.
+Clicks through every tab as a visitor would and checks that what the page shows is the
+library's answer (`test_demo.library`: a Run and Searcher loaded apart from the demo):
+the labels of a picked and of an uploaded image, in order; the ids found by words, by
+similarity and by algebra; and that bad inputs show an error toast naming the problem.
+Saves a screenshot of each tab under artifacts/screenshots/ (gitignored) to look at.
 
 Needs Debian's `chromium` and `chromium-driver` (installed here when missing and run
 as root, else skipped) and the `selenium` package (skipped without it).
@@ -11,6 +12,7 @@ as root, else skipped) and the `selenium` package (skipped without it).
 
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import tempfile
@@ -22,10 +24,15 @@ webdriver = pytest.importorskip(
     'selenium.webdriver', reason='selenium is not installed (pip install selenium)')
 from selenium.webdriver.chrome.service import Service  # pylint: disable=wrong-import-position
 from selenium.webdriver.common.by import By  # pylint: disable=wrong-import-position
+from selenium.webdriver.common.keys import Keys  # pylint: disable=wrong-import-position
 from selenium.webdriver.support.ui import WebDriverWait  # pylint: disable=wrong-import-position
 
-# The module's demo server, shared code: test_demo's fixtures.
-from test_demo import demo_workdir, server  # pylint: disable=unused-import,wrong-import-position
+# pylint: disable=wrong-import-position
+from devise_jax.demo import images
+# The module's demo server and the library's answers: test_demo's fixtures.
+from test_demo import demo_workdir, library, server  # pylint: disable=unused-import
+from test_demo import library_labels
+# pylint: enable=wrong-import-position
 
 CHROMIUM = '/usr/bin/chromium'
 CHROMEDRIVER = '/usr/bin/chromedriver'
@@ -81,85 +88,160 @@ def _text(driver, elem_id):
   return driver.find_element(By.ID, elem_id).text
 
 
+def _table(driver, elem_id, headers):
+  """The rows of a shown gr.Dataframe, as {header: cell text}."""
+  lines = _text(driver, elem_id).splitlines()
+  start = next(i for i in range(len(lines)) if lines[i:i + len(headers)] == headers)
+  cells = lines[start + len(headers):]
+  return [dict(zip(headers, cells[i:i + len(headers)]))
+          for i in range(0, len(cells), len(headers))]
+
+
+def _check_labels(driver, want):
+  """The zero-shot table shows exactly the library's labels, in order, with scores."""
+  shown = _table(driver, 'zs-table', ['rank', 'label', 'score', 'unseen'])
+  assert [(r['rank'], r['label'], r['unseen']) for r in shown] == [
+      (str(n), w['label'], str(w['unseen']).lower()) for n, w in enumerate(want, 1)]
+  for row, w in zip(shown, want):
+    assert float(row['score']) == pytest.approx(w['score'], abs=1.5e-4)
+
+
+def _grid_ids(driver, elem_id):
+  """The gallery ids of a results grid, from its captions ('#12 Shirt · 0.345')."""
+  return [int(m) for m in re.findall(r'^#(\d+) ', _text(driver, elem_id), re.MULTILINE)]
+
+
+def _toasts(driver):
+  return [t.text for t in driver.find_elements(By.CSS_SELECTOR,
+                                               '[data-testid="toast-text"]')]
+
+
+def _expect_error(driver, wait, message):
+  """An error toast appears whose text is exactly `message`; then it is closed."""
+  wait.until(lambda d: message in _toasts(d))
+  for close in driver.find_elements(By.CSS_SELECTOR, '.toast-close'):
+    close.click()
+  wait.until(lambda d: not _toasts(d))
+
+
+def _type(driver, selector, text):
+  box = driver.find_element(By.CSS_SELECTOR, selector)
+  box.send_keys(Keys.CONTROL, 'a')
+  box.send_keys(text)
+
+
 def _pick(driver, picker_id, index):
   thumbs = driver.find_elements(By.CSS_SELECTOR, f'#{picker_id} button.thumbnail-item')
   thumbs[index].click()
   return int(thumbs[index].text.split()[0].lstrip('#'))
 
 
-def test_pages_and_a_zero_shot_prediction_by_clicking(browser, server, tmp_path):
+def _wait_for_id(driver, wait, elem_id, value):
+  wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'#{elem_id} input').get_property(
+      'value') == str(value))
+
+
+def _tab(driver, wait, name, button_id):
+  driver.find_element(By.XPATH, f"//button[@role='tab'][.='{name}']").click()
+  wait.until(lambda d: d.find_element(By.ID, button_id).is_displayed())
+
+
+def _zero_shot(browser, wait, server, library, tmp_path):
+  searcher = library.searcher
+  # No image: an error toast that says so.
+  browser.find_element(By.ID, 'zs-predict').click()
+  _expect_error(browser, wait, 'no image: upload an image or pick one from the gallery')
+  _screenshot(browser, 'zero_shot_error')
+
+  # Pick a gallery image, predict: the library's top 5 for its stored vector, in order.
+  gallery_id = _pick(browser, 'zs-picker', 1)
+  _wait_for_id(browser, wait, 'zs-gid', gallery_id)
+  browser.find_element(By.ID, 'zs-predict').click()
+  wait.until(lambda d: f'gallery image #{gallery_id}' in _text(d, 'zs-status'))
+  _check_labels(browser, searcher.labels(searcher.gallery['devise'][gallery_id],
+                                         'classes', 5))
+  _screenshot(browser, 'zero_shot_gallery')
+
+  # Upload a file: the id goes back to -1 and the library's labels of the upload show.
+  upload = tmp_path / 'upload.png'
+  PIL.Image.fromarray(server.backend.images.get(7)[..., 0], 'L').save(upload)
+  browser.find_element(By.CSS_SELECTOR, '#zs-image input[type=file]').send_keys(str(upload))
+  _wait_for_id(browser, wait, 'zs-gid', -1)
+  browser.find_element(By.ID, 'zs-predict').click()
+  wait.until(lambda d: 'the uploaded image' in _text(d, 'zs-status'))
+  _check_labels(browser, library_labels(library, images.decode(str(upload))))
+  _screenshot(browser, 'zero_shot')
+
+  # Typing labels selects 'my list'; a list of nothing is an error that says so.
+  _type(browser, '#zs-labels textarea', ' , ,')
+  browser.find_element(By.ID, 'zs-predict').click()
+  _expect_error(browser, wait, 'the label list is empty: type labels separated by commas')
+
+
+def _search_words(browser, wait, library):
+  _tab(browser, wait, 'Search by words', 'sw-search')
+  browser.find_element(By.ID, 'sw-search').click()  # The default query: 'boot'.
+  wait.until(lambda d: '+1 × boot' in _text(d, 'sw-status'))
+  wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, '#sw-grid img')) >= 8)
+  want = [r['id'] for r in library.searcher.words_to_images(['boot'], [1.0], 8)]
+  assert _grid_ids(browser, 'sw-grid') == want
+  shown = _table(browser, 'sw-table', ['rank', 'id', 'label', 'score'])
+  assert [int(r['id']) for r in shown] == want
+  _screenshot(browser, 'search_words')
+  _type(browser, '#sw-word-1 textarea', 'qwxzzy')
+  browser.find_element(By.ID, 'sw-search').click()
+  _expect_error(browser, wait, "no word vector for 'qwxzzy': try another word")
+
+
+def _similar(browser, wait, library):
+  searcher = library.searcher
+  _tab(browser, wait, 'Similar images', 'si-find')
+  gallery_id = _pick(browser, 'si-picker', 4)
+  _wait_for_id(browser, wait, 'si-gid', gallery_id)
+  browser.find_element(By.ID, 'si-find').click()
+  label = searcher.meta['label_names'][gallery_id]
+  wait.until(lambda d: f'gallery image #{gallery_id} ({label}) in siamese space'
+             in _text(d, 'si-status'))
+  want = searcher.similar(searcher.gallery['siamese'][gallery_id], 'siamese', 8,
+                          exclude_ids=[gallery_id])
+  assert _grid_ids(browser, 'si-grid') == [r['id'] for r in want]
+  _screenshot(browser, 'similar')
+
+
+def _algebra(browser, wait, library):
+  searcher = library.searcher
+  _tab(browser, wait, 'Puppy algebra', 'al-compute')
+  first = _pick(browser, 'al-picker', 0)
+  _wait_for_id(browser, wait, 'al-gid-1', first)
+  second = _pick(browser, 'al-picker', 8)  # Goes into slot 2 (sign '-').
+  _wait_for_id(browser, wait, 'al-gid-2', second)
+  browser.find_element(By.ID, 'al-compute').click()
+  wait.until(lambda d: 'nearest' in _text(d, 'al-status'))
+  wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, '#al-inputs img')) == 2)
+  names = searcher.meta['label_names']
+  assert (f'+1 × #{first} {names[first]} -1 × #{second} {names[second]} in siamese '
+          'space') in _text(browser, 'al-status')
+  siamese = searcher.gallery['siamese']
+  want = searcher.algebra([siamese[first], siamese[second]], [1.0, -1.0],
+                          space='siamese', k=8, exclude_ids=[first, second])
+  assert _grid_ids(browser, 'al-grid') == [r['id'] for r in want]
+  _screenshot(browser, 'algebra')
+
+
+def test_every_tab_shows_the_library_answers(browser, server, library, tmp_path):
   wait = WebDriverWait(browser, 60)
   browser.get(server.url)
   wait.until(lambda d: d.find_elements(By.ID, 'zs-predict'))
   tabs = [t.text for t in browser.find_elements(By.CSS_SELECTOR, 'button[role="tab"]')]
   assert tabs == ['Zero-shot prediction', 'Search by words', 'Similar images',
                   'Puppy algebra', 'About']
-
-  # No image: a clear message in the page.
-  browser.find_element(By.ID, 'zs-predict').click()
-  wait.until(lambda d: 'upload an image or pick one' in d.find_element(By.TAG_NAME,
-                                                                       'body').text)
-  _screenshot(browser, 'zero_shot_error')
-  for close in browser.find_elements(By.CSS_SELECTOR, '.toast-close'):
-    close.click()
-
-  # Pick a gallery image, predict: the library's labels appear.
-  gallery_id = _pick(browser, 'zs-picker', 1)
-  wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#zs-gid input').get_property(
-      'value') == str(gallery_id))
-  browser.find_element(By.ID, 'zs-predict').click()
-  wait.until(lambda d: 'Top 5' in _text(d, 'zs-status'))
-  searcher = server.backend.searcher
-  want = searcher.labels(searcher.gallery['devise'][gallery_id], 'classes', 5)
-  table = _text(browser, 'zs-table')
-  assert all(w['label'] in table for w in want)
-  assert f'gallery image #{gallery_id}' in _text(browser, 'zs-status')
-  _screenshot(browser, 'zero_shot_gallery')
-
-  # Upload a file: the gallery id goes back to -1 and the upload is what is predicted.
-  upload = tmp_path / 'upload.png'
-  PIL.Image.fromarray(server.backend.images.get(7)[..., 0], 'L').save(upload)
-  browser.find_element(By.CSS_SELECTOR, '#zs-image input[type=file]').send_keys(str(upload))
-  wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#zs-gid input').get_property(
-      'value') == '-1')
-  browser.find_element(By.ID, 'zs-predict').click()
-  wait.until(lambda d: 'the uploaded image' in _text(d, 'zs-status'))
-  vector = searcher.embed_images([server.backend.images.get(7)])[0][0]
-  want = searcher.labels(vector, 'classes', 5)
-  rows = _text(browser, 'zs-table').splitlines()
-  assert rows.index(want[0]['label']) < rows.index(want[1]['label'])
-  _screenshot(browser, 'zero_shot')
-
-  browser.find_element(By.XPATH, "//button[@role='tab'][.='Search by words']").click()
-  wait.until(lambda d: d.find_element(By.ID, 'sw-search').is_displayed())
-  browser.find_element(By.ID, 'sw-search').click()
-  wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, '#sw-grid img')) >= 8)
-  assert 'boot' in _text(browser, 'sw-status')
-  _screenshot(browser, 'search_words')
-
-  browser.find_element(By.XPATH, "//button[@role='tab'][.='Similar images']").click()
-  wait.until(lambda d: d.find_element(By.ID, 'si-find').is_displayed())
-  gallery_id = _pick(browser, 'si-picker', 4)
-  wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#si-gid input').get_property(
-      'value') == str(gallery_id))
-  browser.find_element(By.ID, 'si-find').click()
-  wait.until(lambda d: f'#{gallery_id}' in _text(d, 'si-status'))
-  _screenshot(browser, 'similar')
-
-  browser.find_element(By.XPATH, "//button[@role='tab'][.='Puppy algebra']").click()
-  wait.until(lambda d: d.find_element(By.ID, 'al-compute').is_displayed())
-  first = _pick(browser, 'al-picker', 0)
-  wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#al-gid-1 input').get_property(
-      'value') == str(first))
-  second = _pick(browser, 'al-picker', 8)  # Goes into slot 2 (sign '-').
-  wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#al-gid-2 input').get_property(
-      'value') == str(second))
-  browser.find_element(By.ID, 'al-compute').click()
-  wait.until(lambda d: 'nearest' in _text(d, 'al-status'))
-  wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, '#al-inputs img')) == 2)
-  assert f'#{first}' in _text(browser, 'al-status')
-  _screenshot(browser, 'algebra')
-
-  browser.find_element(By.XPATH, "//button[@role='tab'][.='About']").click()
-  wait.until(lambda d: 'params SHA-256' in d.find_element(By.TAG_NAME, 'body').text)
+  _zero_shot(browser, wait, server, library, tmp_path)
+  _search_words(browser, wait, library)
+  _similar(browser, wait, library)
+  _algebra(browser, wait, library)
+  _tab(browser, wait, 'About', 'about-text')
+  about = _text(browser, 'about-text')
+  for stage, step in library.run.steps.items():
+    assert f'{stage} ' in about and library.run.fingerprint(stage) in about
+  assert 'matches' in about and 'not loaded' not in about
   _screenshot(browser, 'about')

@@ -1,9 +1,20 @@
 """Evaluation metrics against plain loops and toy cases whose answer is known."""
 
+import ml_collections
 import numpy as np
 import pytest
 
-from devise_jax import evaluate
+from devise_jax import evaluators
+from devise_jax.evaluators import common
+from devise_jax.evaluators import conse
+
+
+def _metrics(labels, logits, emb, vecs, seen, unseen, top_t=5, hit_k=(1, 2, 5)):
+  data = evaluators.Data(labels=np.asarray(labels), logits=logits, devise=emb,
+                         label_vectors=vecs, seen=np.asarray(seen),
+                         unseen=np.asarray(unseen))
+  cfg = ml_collections.ConfigDict(dict(conse_top_t=top_t, hit_k=hit_k))
+  return evaluators.run_all(('zero_shot', 'gzsl', 'conse', 'seen_hit'), data, cfg)
 
 
 def _unit(x):
@@ -39,7 +50,7 @@ def test_metrics_match_plain_loops_on_random_predictions():
   labels = rng.integers(0, 7, size=300)
   logits = rng.normal(size=(300, 4)) * 3
   emb = vecs[labels] + rng.normal(size=(300, 5)) * 0.8
-  got = evaluate.zero_shot_metrics(labels, logits, emb, vecs, seen, unseen, top_t=2)
+  got = _metrics(labels, logits, emb, vecs, seen, unseen, top_t=2)
   for key, value in _reference(labels, logits, emb, vecs, seen, unseen, 2).items():
     assert got[key] == pytest.approx(value), key
 
@@ -52,7 +63,7 @@ def test_toy_model_with_known_answers():
   emb = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.35], [0.3, 1.0], [1.0, 0.0]])
   # Stage-1 softmax: the class-3 images look like seen class 1, except the last one.
   logits = np.array([[5.0, 0.0], [0.0, 5.0], [5.0, 0.0], [0.0, 5.0], [5.0, 0.0]])
-  m = evaluate.zero_shot_metrics(labels, logits, emb, vecs, seen, unseen, top_t=1,
+  m = _metrics(labels, logits, emb, vecs, seen, unseen, top_t=1,
                                  hit_k=(1, 2))
   assert m['zsl_top1'] == pytest.approx(2 / 3)  # The last image goes to class 2.
   assert m['per_class_zsl_top1'] == pytest.approx((1.0 + 0.5) / 2)
@@ -68,22 +79,45 @@ def test_toy_model_with_known_answers():
 
 def test_topk_hit_and_per_class_mean_by_hand():
   scores = np.array([[0.1, 0.9, 0.5], [0.8, 0.1, 0.2]])
-  np.testing.assert_array_equal(evaluate.topk_hit(scores, np.array([2, 2]), 1), [0, 0])
-  np.testing.assert_array_equal(evaluate.topk_hit(scores, np.array([2, 2]), 2), [1, 1])
+  np.testing.assert_array_equal(common.topk_hit(scores, np.array([2, 2]), 1), [0, 0])
+  np.testing.assert_array_equal(common.topk_hit(scores, np.array([2, 2]), 2), [1, 1])
   correct = np.array([1.0, 0.0, 0.0, 1.0])
-  assert evaluate.per_class_mean(correct, np.array([0, 0, 0, 1])) == pytest.approx(
+  assert common.per_class_mean(correct, np.array([0, 0, 0, 1])) == pytest.approx(
       (1 / 3 + 1) / 2)
 
 
 def test_conse_embedding_by_hand():
   probs = np.array([[0.6, 0.3, 0.1]])
   seen_vecs = np.eye(3)
-  np.testing.assert_allclose(evaluate.conse_embedding(probs, seen_vecs, 2),
+  np.testing.assert_allclose(conse.conse_embedding(probs, seen_vecs, 2),
                              [[0.6 / 0.9, 0.3 / 0.9, 0.0]])
 
 
 def test_missing_unseen_images_is_an_error():
   vecs = np.eye(3)
   with pytest.raises(ValueError, match='both seen and unseen'):
-    evaluate.zero_shot_metrics(np.array([0, 1]), np.zeros((2, 2)), np.eye(3)[:2], vecs,
+    _metrics(np.array([0, 1]), np.zeros((2, 2)), np.eye(3)[:2], vecs,
                                [0, 1], [2])
+
+
+def test_unknown_evaluator_is_an_error_naming_the_choices():
+  data = evaluators.Data(labels=np.array([0, 1]), logits=np.zeros((2, 1)),
+                         devise=np.eye(2), label_vectors=np.eye(2), seen=np.array([0]),
+                         unseen=np.array([1]))
+  with pytest.raises(ValueError, match="unknown evaluators \\['zsl'\\].*zero_shot"):
+    evaluators.run_all(('zsl',), data, ml_collections.ConfigDict())
+
+
+def test_words_to_images_by_hand():
+  # Two classes on the axes; class 0's word vector's 10 nearest images: 6 of class 0.
+  vecs = np.eye(2)
+  emb = np.array([[1.0, 0.1 * i] for i in range(6)] + [[1.0, 0.9 + 0.01 * i] for i in range(4)]
+                 + [[0.0, 1.0]] * 10)
+  labels = np.array([0] * 6 + [1] * 14)
+  data = evaluators.Data(labels=labels, logits=np.zeros((20, 1)), devise=emb,
+                         label_vectors=vecs, seen=np.array([0]), unseen=np.array([1]),
+                         names=('a', 'b'))
+  got = dict(evaluators.EVALUATORS['words_to_images'](data, None))
+  assert got['words_to_images_seen_precision@10'] == pytest.approx(0.6)
+  assert got['words_to_images_precision@10/a'] == pytest.approx(0.6)
+  assert got['words_to_images_unseen_precision@10'] == pytest.approx(1.0)

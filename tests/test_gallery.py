@@ -11,7 +11,9 @@ import PIL.Image
 import pytest
 import tensorflow_datasets as tfds
 
+from devise_jax import checkpoint
 from devise_jax import gallery
+from devise_jax import run as run_lib
 from devise_jax import search
 
 
@@ -20,18 +22,18 @@ def workdir(reference_run, tmp_path_factory):
   _, reference, _ = reference_run
   path = tmp_path_factory.mktemp('gallery') / 'run'
   shutil.copytree(reference, path)
-  name, count = gallery.embed(str(path))
+  name, count = gallery.embed(run_lib.Run.load(str(path)))
   assert count == 256 and name == gallery.gallery_name('test[:256]')
   return str(path)
 
 
 def test_gallery_round_trip_matches_embedding_the_raw_images(workdir, reference_run):
   config = reference_run[0]
-  arrays, meta = gallery.load(workdir, gallery.gallery_name('test[:256]'))
+  arrays, meta = checkpoint.load_gallery(workdir, gallery.gallery_name('test[:256]'))
   raw = tfds.as_numpy(tfds.load(config.data.name, split='test[:256]',
                                 data_dir=config.data.data_dir))
   images, labels = zip(*[(x['image'], x['label']) for x in raw])
-  searcher = gallery.Searcher(workdir)
+  searcher = gallery.Searcher(run_lib.Run.load(workdir))
   devise_vectors, siamese_vectors = searcher.embed_images(list(images[:20]))
   np.testing.assert_allclose(arrays['devise'][:20], devise_vectors, atol=1e-4)
   np.testing.assert_allclose(arrays['siamese'][:20], siamese_vectors, atol=1e-4)
@@ -49,7 +51,7 @@ def test_words_to_images_cli_matches_numpy(workdir):
       capture_output=True, text=True, env=env, timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
   result = json.loads(proc.stdout)
-  searcher = gallery.Searcher(workdir)
+  searcher = gallery.Searcher(run_lib.Run.load(workdir))
   query = searcher.word_vector('trouser')
   scores = searcher.gallery['devise'] @ query
   expected = np.argsort(-scores, kind='stable')[:4]
@@ -61,7 +63,7 @@ def test_words_to_images_cli_matches_numpy(workdir):
 
 
 def test_algebra_never_returns_its_inputs(workdir):
-  searcher = gallery.Searcher(workdir)
+  searcher = gallery.Searcher(run_lib.Run.load(workdir))
   emb = searcher.gallery['siamese']
   a, b = 3, 40
   result = searcher.algebra([emb[a], emb[b]], [1.0, 1.0], space='siamese', k=5,
@@ -75,11 +77,11 @@ def test_algebra_never_returns_its_inputs(workdir):
 
 
 def test_image_to_labels_marks_unseen_and_vocab_works(workdir):
-  searcher = gallery.Searcher(workdir)
+  searcher = gallery.Searcher(run_lib.Run.load(workdir))
   vector = searcher.gallery['devise'][0]
   by_class = searcher.labels(vector, 'classes', k=10)
   assert sorted(r['label'] for r in by_class) == sorted(searcher.names)
-  assert {r['label'] for r in by_class if r['unseen']} == {'Pullover', 'Sandal'}
+  assert {r['label'] for r in by_class if r['unseen']} == {'Sandal', 'Shirt', 'Ankle boot'}
   scores = searcher.label_space.vectors @ vector
   assert by_class[0]['label'] == searcher.names[int(np.argmax(scores))]
   vocab = searcher.labels(vector, 'vocab', k=3)
@@ -90,7 +92,7 @@ def test_image_to_labels_marks_unseen_and_vocab_works(workdir):
 
 
 def test_bad_queries_are_clear_errors(workdir):
-  searcher = gallery.Searcher(workdir)
+  searcher = gallery.Searcher(run_lib.Run.load(workdir))
   with pytest.raises(ValueError, match="no word vector for 'qwxzzy'"):
     searcher.words_to_images(['qwxzzy'])
   with pytest.raises(ValueError, match='no words'):
@@ -111,12 +113,12 @@ def test_embed_an_image_folder(workdir, tmp_path):
     for i in range(2):
       array = rng.integers(0, 255, size=(40 + i, 30, 4), dtype=np.uint8)
       PIL.Image.fromarray(array, 'RGBA').convert(mode).save(tmp_path / 'pics' / cls / f'{i}.png')
-  name, count = gallery.embed(workdir, folder=str(tmp_path / 'pics'))
-  arrays, meta = gallery.load(workdir, name)
+  name, count = gallery.embed(run_lib.Run.load(workdir), folder=str(tmp_path / 'pics'))
+  arrays, meta = checkpoint.load_gallery(workdir, name)
   assert count == 6 and name == 'folder-pics'
   assert meta['label_names'] == ['Bag', 'Bag', 'Coat', 'Coat', 'unknown', 'unknown']
-  names = gallery.Searcher(workdir).names
+  names = gallery.Searcher(run_lib.Run.load(workdir)).names
   assert list(arrays['labels']) == [names.index('Bag')] * 2 + [names.index('Coat')] * 2 + [-1] * 2
   assert all(os.path.isfile(ref) for ref in meta['refs'])
   with pytest.raises(ValueError, match='no images'):
-    gallery.embed(workdir, folder=str(tmp_path / 'pics' / 'nothing'))
+    gallery.embed(run_lib.Run.load(workdir), folder=str(tmp_path / 'pics' / 'nothing'))

@@ -2,10 +2,11 @@
 
     .venv/bin/python experiments/bench/bench_demo.py --workdir workdirs/default_seed2
 
-Starts the demo (`demo.app.launch`) in a separate process on a free port of 127.0.0.1,
-waits for it, then times `Client.predict(..., api_name='/zero_shot')` one request at a
-time: an uploaded 28x28 PNG (a gallery image) with the dataset's classes and with the
-whole word-vector vocabulary as candidates, and a gallery image by id (no upload).
+Starts the demo (`devise_jax.demo.app.launch`) in a separate process on a free port of
+127.0.0.1, waits for it, then times `Client.predict(..., api_name='/zero_shot')` one
+request at a time: an uploaded 28x28 PNG (a gallery image) with the dataset's classes
+and with the whole word-vector vocabulary as candidates, and a gallery image by id (no
+upload).
 Each request is timed end to end as a client sees it (upload, queue, model, search,
 answer). After `--warmup` untimed requests per case, `--requests` timed ones give p50
 and p95. The same handler is also timed in this process without HTTP, to show what the
@@ -30,7 +31,6 @@ import httpx
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
 
 
 def free_port():
@@ -41,7 +41,7 @@ def free_port():
 
 def start_server(workdir, port):
   code = ('import sys, time\n'
-          'from demo import app\n'
+          'from devise_jax.demo import app\n'
           f'app.launch({workdir!r}, port={port}, prevent_thread_lock=True, quiet=True)\n'
           'print("READY", flush=True)\n'
           'while True: time.sleep(3600)\n')
@@ -102,12 +102,12 @@ def main():
 
   from gradio_client import Client, handle_file
   import PIL.Image
-  from demo import app
-  from demo import images
+  from devise_jax.demo import handlers
+  from devise_jax.demo import images
 
   backend = None
   if not args.no_local or args.url is None:
-    backend = app.Backend(args.workdir)
+    backend = handlers.Backend(args.workdir)
   picture = backend.images.get(args.gallery_id) if backend else np.zeros((28, 28, 1), 'u1')
   path = os.path.join(tempfile.mkdtemp(), 'query.png')
   PIL.Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(path)
@@ -153,14 +153,15 @@ def main():
          lambda: raw_http('vocab')),
     ]
     if backend is not None and not args.no_local:
-      zero_shot = app.make_handlers(backend)['zero_shot']
+      zero_shot = handlers.make_handlers(backend)['zero_shot']
+      run = backend.run
       cases += [
           ('in-process handler, no HTTP: classes',
            lambda: zero_shot(path, -1, 'classes', '', 5)),
           ('in-process handler, no HTTP: vocabulary',
            lambda: zero_shot(path, -1, 'vocab', '', 5)),
-          ('decode + embed only (demo.images.decode, Backend.embed)',
-           lambda: backend.embed(images.decode(path))),
+          ('decode + embed only (images.decode, Run.encode_images + Run.devise)',
+           lambda: run.devise(run.encode_images([images.decode(path)]))),
       ]
     rows = []
     for name, fn in cases:

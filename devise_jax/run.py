@@ -1,0 +1,183 @@
+"""A trained run, restored once: config, classes, label space and every stage's variables.
+
+`Run.load(workdir)` reads the workdir once (through `checkpoint`, the only module that
+knows its layout); evaluation, galleries, search, the CLI and the demo then ask the run
+for what they need. Every space has one jitted function, compiled once per input shape:
+
+  encode(images)      encoder features [N, 512] (stage 2's encoder)
+  devise(features)    unit DeViSE-space vectors [N, D] (stage 2's projection)
+  siamese(features)   unit Siamese embeddings [N, d] (stage 3's head)
+  logits(features)    stage 1's softmax logits over the seen classes [N, S]
+
+`outputs(split)` gives all of them for every image of a split (the encoder features are
+cached in the workdir, keyed by the stage-2 step).
+"""
+
+import collections
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from devise_jax import checkpoint
+from devise_jax import input_pipeline
+from devise_jax.models import siamese as siamese_model
+from devise_jax.models import squeezenet
+
+REQUIRED_STAGES = ('stage1', 'stage2')
+OPTIONAL_STAGES = ('stage3',)
+
+
+@dataclasses.dataclass(frozen=True)
+class Outputs:
+  """Everything the run computes for the images of one split, in file order."""
+  labels: np.ndarray  # [N] dataset label ids.
+  features: np.ndarray  # [N, 512] stage-2 encoder features.
+  logits: np.ndarray  # [N, S] stage-1 logits over the seen classes.
+  devise: np.ndarray  # [N, D] unit DeViSE vectors.
+  siamese: np.ndarray | None  # [N, d] unit Siamese embeddings (None without stage 3).
+
+
+def _encoder_variables(variables):
+  out = {'params': variables['params']['encoder']}
+  if variables.get('batch_stats'):
+    out['batch_stats'] = variables['batch_stats']['encoder']
+  return out
+
+
+def _same_tree(a, b):
+  la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+  return len(la) == len(lb) and all(np.array_equal(x, y) for x, y in zip(la, lb))
+
+
+class Run:
+  """A workdir's trained stages. Build it with `Run.load`."""
+
+  def __init__(self, workdir, config, classes, variables, steps):
+    self.workdir, self.config = workdir, config
+    self.names, self.seen, self.unseen, self.label_space = classes
+    self.variables, self.steps = variables, steps
+    self.traces = collections.Counter()  # Compilations per function (tests read it).
+    model = config.model
+    dtype = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}[model.dtype]
+    self._encoder = squeezenet.SqueezeNet(model.name, model.use_bn, dtype)
+    self._head = siamese_model.SiameseHead(tuple(config.stage3.widths))
+    self._encoder_vars = {s: _encoder_variables(variables[s])
+                          for s in REQUIRED_STAGES if s in variables}
+    # A frozen encoder in stage 2 is stage 1's: its features serve both stages.
+    self._shared_encoder = len(self._encoder_vars) == 2 and _same_tree(
+        self._encoder_vars['stage1'], self._encoder_vars['stage2'])
+    self._jit_encode = jax.jit(self._traced('encode', lambda v, x: self._encoder.apply(
+        v, x, train=False)))
+    self._jit_devise = jax.jit(self._traced('devise', _project_unit))
+    self._jit_logits = jax.jit(self._traced('logits', _dense))
+    self._jit_siamese = jax.jit(self._traced('siamese', self._head.apply))
+
+  @classmethod
+  def load(cls, workdir, stages=None):
+    """Restores `stages` (default: stages 1 and 2, and 3 when trained) once."""
+    config = checkpoint.load_config(workdir)
+    classes = checkpoint.load_classes(workdir)
+    if stages is None:
+      present = checkpoint.trained_stages(workdir)
+      stages = REQUIRED_STAGES + tuple(s for s in OPTIONAL_STAGES if s in present)
+    variables, steps = {}, {}
+    for stage in stages:
+      variables[stage], steps[stage] = checkpoint.load_variables(workdir, stage)
+    return cls(workdir, config, classes, variables, steps)
+
+  def _traced(self, name, fn):
+    def counted(*args):
+      self.traces[name] += 1  # Runs at trace time only.
+      return fn(*args)
+    return counted
+
+  def has(self, stage):
+    return stage in self.variables
+
+  # The jitted embedders.
+
+  def encode(self, images, stage='stage2'):
+    """Encoder features [N, 512] of preprocessed float32 images [N, S, S, 3]."""
+    return np.asarray(self._jit_encode(self._encoder_vars[stage], images))
+
+  def devise(self, features):
+    """Unit DeViSE vectors [N, D] of encoder features [N, 512]."""
+    return np.asarray(self._jit_devise(self.variables['stage2']['params']['projection'],
+                                       np.asarray(features, np.float32)))
+
+  def logits(self, features):
+    """Stage-1 logits [N, S] over the seen classes, from stage-1 encoder features."""
+    return np.asarray(self._jit_logits(self.variables['stage1']['params']['classifier'],
+                                       np.asarray(features, np.float32)))
+
+  def siamese(self, features):
+    """Unit Siamese embeddings [N, d] of encoder features [N, 512] (needs stage 3)."""
+    if not self.has('stage3'):
+      raise checkpoint.CheckpointError(
+          f'no stage3 checkpoint in {self.workdir}: train it first (--stages stage3)')
+    return np.asarray(self._jit_siamese(self.variables['stage3'],
+                                        np.asarray(features, np.float32)))
+
+  def encode_images(self, images, batch_size=256):
+    """Stage-2 encoder features [N, 512] of a list of uint8 [H, W, C] arrays.
+
+    Chunks are padded to a power of two (at most `batch_size`), so a stream of queries
+    of any size compiles the encoder a handful of times, not once per size.
+    """
+    out = []
+    for i in tqdm.trange(0, len(images), batch_size, desc='embed', leave=False,
+                         disable=len(images) <= batch_size):
+      chunk = np.stack([input_pipeline.preprocess(img, self.config.data, train=False).numpy()
+                        for img in images[i:i + batch_size]])
+      size = min(batch_size, 1 << (len(chunk) - 1).bit_length())
+      padded = np.concatenate([chunk, np.zeros((size - len(chunk),) + chunk.shape[1:],
+                                               chunk.dtype)])
+      out.append(self.encode(padded)[:len(chunk)])
+    return np.concatenate(out)
+
+  # Whole splits.
+
+  def split_features(self, split, stage='stage2'):
+    """(features [N, 512], labels [N]) of every image of `split`, cached in the workdir."""
+    step = self.steps[stage]
+    cached = checkpoint.load_features(self.workdir, stage, step, split)
+    if cached is not None:
+      return cached
+    apply_vars = self._encoder_vars[stage]
+    labels, features = [], []
+    dcfg, batch_size = self.config.data, self.config.eval.batch_size
+    total = input_pipeline.num_examples(dcfg, split)
+    for batch in tqdm.tqdm(input_pipeline.eval_iterator(dcfg, split=split,
+                                                        batch_size=batch_size),
+                           total=-(-total // batch_size), desc=f'features {split}',
+                           dynamic_ncols=True, leave=False):
+      mask = batch['mask']
+      features.append(np.asarray(self._jit_encode(apply_vars, batch['image']))[mask])
+      labels.append(batch['label'][mask])
+    features, labels = np.concatenate(features), np.concatenate(labels)
+    checkpoint.save_features(self.workdir, stage, step, split, features, labels)
+    return features, labels
+
+  def outputs(self, split=None):
+    """`Outputs` of every image of `split` (default: the config's eval split)."""
+    split = split or self.config.data.eval_split
+    features, labels = self.split_features(split, 'stage2')
+    features1 = features if self._shared_encoder else self.split_features(split, 'stage1')[0]
+    return Outputs(labels=labels, features=features, logits=self.logits(features1),
+                   devise=self.devise(features),
+                   siamese=self.siamese(features) if self.has('stage3') else None)
+
+  def fingerprint(self, stage):
+    return checkpoint.fingerprint(self.variables[stage]['params'])
+
+
+def _dense(params, x):
+  return x @ params['kernel'] + params['bias']
+
+
+def _project_unit(params, features):
+  v = _dense(params, features)
+  return v / jnp.sqrt(jnp.sum(v * v, axis=-1, keepdims=True) + 1e-12)

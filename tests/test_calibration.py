@@ -1,0 +1,77 @@
+"""Calibrated stacking, its curve and AUSUC against a hand-computed toy case; gamma is
+chosen on training data only."""
+
+import os
+
+import numpy as np
+import pytest
+
+from devise_jax import calibration
+from devise_jax import evaluate
+from devise_jax import run as run_lib
+
+# Classes 0, 1 seen, 2 unseen. Thresholds (best seen - best unseen): A .4, B .1, C .2,
+# D .05. As gamma grows, D, B, C then A switch to the unseen class.
+SCORES = np.array([[0.9, 0.1, 0.5],    # A, class 0
+                   [0.2, 0.7, 0.6],    # B, class 1
+                   [0.8, 0.1, 0.6],    # C, class 2
+                   [0.3, 0.5, 0.45]])  # D, class 2
+LABELS = np.array([0, 1, 2, 2])
+SEEN, UNSEEN = np.array([0, 1]), np.array([2])
+
+
+def test_curve_by_hand():
+  gammas, s, u = calibration.curve(SCORES, LABELS, SEEN, UNSEEN)
+  np.testing.assert_allclose(gammas, [-0.95, 0.075, 0.15, 0.3, 1.4])
+  np.testing.assert_allclose(s, [1.0, 1.0, 0.5, 0.5, 0.0])
+  np.testing.assert_allclose(u, [0.0, 0.5, 0.5, 1.0, 1.0])
+
+
+def test_ausuc_by_hand():
+  # (0, 1) -> (.5, 1): area .5; (.5, .5) -> (1, .5): area .25.
+  _, s, u = calibration.curve(SCORES, LABELS, SEEN, UNSEEN)
+  assert calibration.ausuc(s, u) == pytest.approx(0.75)
+  assert calibration.ausuc([1.0, 0.0], [0.0, 1.0]) == pytest.approx(0.5)
+
+
+def test_stacked_accuracy_by_hand():
+  assert calibration.stacked_accuracy(SCORES, LABELS, SEEN, UNSEEN, 0.0) == (1.0, 0.0, 0.0)
+  s, u, h = calibration.stacked_accuracy(SCORES, LABELS, SEEN, UNSEEN, 0.3)
+  assert (s, u) == (0.5, 1.0) and h == pytest.approx(2 / 3)
+  # H is 2/3 at gamma .075 and .3; the smaller wins.
+  assert calibration.best_gamma(SCORES, LABELS, SEEN, UNSEEN) == pytest.approx(0.075)
+
+
+def test_curve_matches_stacking_at_every_gamma():
+  rng = np.random.default_rng(0)
+  scores, labels = rng.normal(size=(200, 6)), rng.integers(0, 6, 200)
+  seen, unseen = np.array([0, 2, 3, 5]), np.array([1, 4])
+  for g, s, u in zip(*calibration.curve(scores, labels, seen, unseen)):
+    want = calibration.stacked_accuracy(scores, labels, seen, unseen, g)
+    assert (s, u) == pytest.approx(want[:2])
+
+
+def test_folds_partition_the_seen_classes():
+  folds = calibration.class_folds(np.arange(7), 3, 10, seed=0)
+  assert sorted(np.concatenate(folds).tolist()) == list(range(7))
+  assert [len(f) for f in folds] == [3, 2, 2]
+  assert all(np.array_equal(a, b) for a, b in
+             zip(folds, calibration.class_folds(np.arange(7), 3, 10, seed=0)))
+
+
+def test_gamma_ignores_the_test_labels(reference_run, monkeypatch):
+  config, workdir, _ = reference_run
+  run = run_lib.Run.load(workdir)
+  first = evaluate.calibrate(run)
+  assert set(first) == {'gamma_devise', 'gamma_conse'}
+  os.remove(os.path.join(workdir, 'calibration.json'))
+  real = run.split_features
+
+  def shuffled(split, stage='stage2'):
+    features, labels = real(split, stage)
+    if split == config.data.eval_split:
+      labels = np.random.default_rng(1).permutation(labels)
+    return features, labels
+
+  monkeypatch.setattr(run, 'split_features', shuffled)
+  assert evaluate.calibrate(run) == first

@@ -1,0 +1,68 @@
+"""The protocol's split sampler, its validation twin, and a tiny protocol end to end."""
+
+import json
+
+import numpy as np
+import pytest
+
+from devise_jax import input_pipeline
+from devise_jax import protocol
+from conftest import load_config
+
+
+def test_splits_are_a_pure_function_of_the_seed():
+  a = protocol.draw_splits(10, 3, 5, seed=0)
+  assert a == protocol.draw_splits(10, 3, 5, seed=0)
+  assert a != protocol.draw_splits(10, 3, 5, seed=1)
+  assert len(set(a)) == 5 and all(len(s) == 3 and list(s) == sorted(set(s)) for s in a)
+  assert protocol.draw_splits(10, 3, 2, seed=0) == a[:2]  # A prefix, not a re-draw.
+  assert len(set(protocol.draw_splits(4, 2, 6, seed=0))) == 6  # Every pair of 4.
+
+
+def test_bad_protocol_sizes_are_clear_errors():
+  with pytest.raises(ValueError, match=r'--unseen must be in \[1, 9\]'):
+    protocol.draw_splits(10, 10, 1)
+  with pytest.raises(ValueError, match=r'--splits must be in \[1, 6\]'):
+    protocol.draw_splits(4, 2, 7)
+
+
+def test_default_config_split_is_split_zero(fmnist_data_dir):
+  config = load_config()
+  config.data.data_dir = fmnist_data_dir
+  names = input_pipeline.class_names(config.data)
+  split0 = protocol.draw_splits(len(names), 3, 1, seed=0)[0]
+  assert tuple(config.data.unseen_classes) == tuple(names[i] for i in split0)
+
+
+def test_validation_twin_hides_the_unseen_classes():
+  config = load_config()
+  names = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j']
+  config.data.unseen_classes = ('b', 'e', 'j')
+  val = protocol.validation_config(config, names, seed=0)
+  assert val.data.exclude_classes == ('b', 'e', 'j')
+  assert len(val.data.unseen_classes) == 2  # 7 seen x 3/10.
+  assert not set(val.data.unseen_classes) & {'b', 'e', 'j'}
+  assert val.data.eval_split == config.data.val_split != config.data.eval_split
+  assert config.data.unseen_classes == ('b', 'e', 'j')  # The original is unchanged.
+
+
+def test_tiny_protocol_end_to_end(tiny_config, tmp_path):
+  result = protocol.run_protocol(tiny_config, str(tmp_path), num_splits=2, seeds=[0],
+                                 num_unseen=3, log=lambda m: None)
+  saved = json.loads((tmp_path / 'protocol.json').read_text())
+  assert saved['runs'] == json.loads(json.dumps(result['runs']))
+  assert [r['unseen'] for r in saved['runs']] == [
+      ['Sandal', 'Shirt', 'Ankle boot'], ['Coat', 'Bag', 'Ankle boot']]
+  zsl = [r['metrics']['zsl_top1'] for r in saved['runs']]
+  summary = saved['summary']['overall']['zsl_top1']
+  assert summary['mean'] == pytest.approx(np.mean(zsl))
+  assert summary['std'] == pytest.approx(np.std(zsl))
+  assert 'gzsl_calibrated_h' in saved['runs'][0]['metrics']
+  table = (tmp_path / 'protocol.md').read_text()
+  assert 'Coat, Bag, Ankle boot' in table and f"{summary['mean']:.3f}" in table
+  # Validation: stage 1 of each run reused, the real unseen classes never evaluated.
+  val = protocol.run_protocol(tiny_config, str(tmp_path / 'val'), num_splits=1, seeds=[0],
+                              num_unseen=3, validation=True, log=lambda m: None)
+  run = val['runs'][0]
+  assert run['excluded'] == ['Sandal', 'Shirt', 'Ankle boot']
+  assert not set(run['unseen']) & set(run['excluded'])
