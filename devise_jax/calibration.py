@@ -98,13 +98,14 @@ def class_folds(seen, num_unseen, num_classes, seed):
 
 
 def fold_gammas(fit_devise, fit_logits, train, val, seen, label_vectors, *, num_unseen,
-                num_classes, top_t, seed):
+                num_classes, top_t, seed, hubness_k=0):
   """(DeViSE gamma, ConSE gamma): means over class-wise folds of the seen classes.
 
   `train` and `val` are (features, labels) of seen-class images only; `fit_devise(
   features, labels, class_ids)` returns a function features -> DeViSE vectors and
   `fit_logits(...)` one features -> logits over `class_ids`, both trained on the given
-  classes' images alone.
+  classes' images alone. `hubness_k > 0` scores DeViSE as evaluation does with CSLS,
+  the penalty computed from the fold's own training images.
   """
   gammas = []
   for fold in class_folds(seen, num_unseen, num_classes, seed):
@@ -114,6 +115,10 @@ def fold_gammas(fit_devise, fit_logits, train, val, seen, label_vectors, *, num_
     logits = fit_logits(train[0][keep], train[1][keep], rest)
     probs = common.softmax(logits(val[0]))
     conse_vectors = conse.conse_embedding(probs, label_vectors[rest], min(top_t, len(rest)))
-    gammas.append([best_gamma(devise(val[0]) @ label_vectors.T, val[1], rest, fold),
+    scores = devise(val[0]) @ label_vectors.T
+    if hubness_k:
+      scores -= common.csls_penalty(devise(train[0][keep][::max(1, keep.sum() // 10_000)]),
+                                    label_vectors, hubness_k)
+    gammas.append([best_gamma(scores, val[1], rest, fold),
                    best_gamma(conse_vectors @ label_vectors.T, val[1], rest, fold)])
   return tuple(float(g) for g in np.mean(gammas, axis=0))

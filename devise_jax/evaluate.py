@@ -12,6 +12,7 @@ from devise_jax import checkpoint
 from devise_jax import evaluators
 from devise_jax import run as run_lib
 from devise_jax import train
+from devise_jax.evaluators import common
 
 
 def evaluate(run, split=None):
@@ -27,7 +28,7 @@ def evaluate(run, split=None):
                          devise=out.devise[keep], label_vectors=run.label_space.vectors,
                          seen=run.seen, unseen=run.unseen, names=tuple(run.names),
                          features=out.features[keep], siamese=rows(out.siamese),
-                         **calibrate(run))
+                         class_penalty=class_penalty(run), **calibrate(run))
   names = tuple(config.get('evals', evaluators.DEFAULT))
   metrics, per_class = {}, {}
   for key, value in evaluators.run_all(names, data, config.eval).items():
@@ -70,10 +71,28 @@ def calibrate(run):
       fit_devise, fit_logits, seen_only(config.data.train_split),
       seen_only(config.data.val_split), run.seen, label_vectors,
       num_unseen=len(run.unseen), num_classes=len(run.seen) + len(run.unseen),
-      top_t=config.eval.conse_top_t, seed=config.seed)
+      top_t=config.eval.conse_top_t, seed=config.seed, hubness_k=_hubness_k(config))
   gammas = dict(gamma_devise=devise, gamma_conse=conse)
   checkpoint.save_calibration(run.workdir, dict(steps=run.steps, gammas=gammas))
   return gammas
+
+
+def _hubness_k(config):
+  kind = config.eval.get('hubness', 'none')
+  if kind not in ('none', 'csls'):
+    raise ValueError(f"config.eval.hubness must be 'none' or 'csls', got {kind!r}")
+  return config.eval.get('csls_k', 10) if kind == 'csls' else 0
+
+
+def class_penalty(run):
+  """[C] CSLS hubness penalty of each class word, from up to 10,000 training images of
+  the seen classes; None unless `config.eval.hubness == 'csls'`."""
+  k = _hubness_k(run.config)
+  if not k:
+    return None
+  features, _ = _rows(run.split_features(run.config.data.train_split, 'stage1'), run.seen)
+  reference = run.devise(features[::max(1, len(features) // 10_000)])
+  return common.csls_penalty(reference, run.label_space.vectors, k)
 
 
 def _rows(pair, class_ids):

@@ -88,10 +88,23 @@ class Searcher:
                  ref=self.meta['refs'][int(i)]) for s, i in zip(scores, ids) if i >= 0]
 
   def labels(self, devise_vector, candidates='classes', k=5):
-    """Top-k labels of one DeViSE vector among 'classes', 'vocab' or a list of phrases."""
+    """Top-k labels of one DeViSE vector among 'classes', 'vocab' or a list of phrases.
+
+    Over the dataset's classes (seen and unseen competing: generalized zero-shot) the
+    ranking uses calibrated stacking when the run has a gamma (`Run.gamma`): each seen
+    class's score is lowered by gamma; `score` is then that calibrated score and
+    `cosine` the plain one.
+    """
     if isinstance(candidates, str) and candidates == 'classes':
-      names, vectors = list(self.names), self.label_space.vectors
-    elif isinstance(candidates, str) and candidates == 'vocab':
+      cosine = self.label_space.vectors @ np.asarray(devise_vector, np.float32)
+      shift = np.zeros(len(cosine))
+      if self.run.gamma is not None:
+        shift[self.run.seen] = self.run.gamma
+      order = np.argsort(-(cosine - shift), kind='stable')[:k]
+      unseen = set(int(i) for i in self.unseen)
+      return [dict(label=self.names[i], score=float(cosine[i] - shift[i]),
+                   cosine=float(cosine[i]), unseen=int(i) in unseen) for i in order]
+    if isinstance(candidates, str) and candidates == 'vocab':
       if self._vocab is None:  # Kept on the device: 80 MB not copied per query.
         self._vocab = jax.device_put(self.kv.get_normed_vectors())
       names, vectors = self.kv.index_to_key, self._vocab

@@ -82,6 +82,7 @@ def run_protocol(config, out_dir, *, num_splits, seeds, num_unseen, validation=F
   features, classes) each new run starts from, so stage-2 variants cost seconds. The
   workdir's config check still refuses a stage 1, data or model config that differs.
   Without 'stage2' in `stages` the runs are trained only (no evaluation, no summary).
+  The runs evaluate `config.evals` without image retrieval (slow, and not summarized).
   """
   from devise_jax import evaluate, input_pipeline, train  # pylint: disable=g-import-not-at-top
   names = input_pipeline.class_names(config.data)
@@ -92,6 +93,8 @@ def run_protocol(config, out_dir, *, num_splits, seeds, num_unseen, validation=F
     for j, seed in enumerate(seeds):
       cfg = config.copy_and_resolve_references()
       cfg.seed = seed
+      # Image retrieval is slow on a whole split and no part of the summary.
+      cfg.evals = tuple(e for e in cfg.evals if e != 'retrieval')
       cfg.data.unseen_classes = tuple(names[c] for c in split)
       if validation:
         cfg = validation_config(cfg, names, seed=split_seed * 1000 + i)

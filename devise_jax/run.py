@@ -59,6 +59,11 @@ class Run:
     self.workdir, self.config = workdir, config
     self.names, self.seen, self.unseen, self.label_space = classes
     self.variables, self.steps = variables, steps
+    # Calibrated stacking's gamma for DeViSE scores over all classes (None: not yet
+    # calibrated, or calibrated for other checkpoints): `devise-jax eval` saves it.
+    saved = checkpoint.load_calibration(workdir)
+    self.gamma = (saved['gammas']['gamma_devise']
+                  if saved and saved.get('steps') == steps else None)
     self.traces = collections.Counter()  # Compilations per function (tests read it).
     model = config.model
     dtype = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}[model.dtype]
@@ -142,6 +147,8 @@ class Run:
 
   def split_features(self, split, stage='stage2'):
     """(features [N, 512], labels [N]) of every image of `split`, cached in the workdir."""
+    if stage == 'stage2' and self._shared_encoder:
+      stage = 'stage1'  # A frozen encoder: stage 1's features are stage 2's.
     step = self.steps[stage]
     cached = checkpoint.load_features(self.workdir, stage, step, split)
     if cached is not None:
@@ -165,7 +172,7 @@ class Run:
     """`Outputs` of every image of `split` (default: the config's eval split)."""
     split = split or self.config.data.eval_split
     features, labels = self.split_features(split, 'stage2')
-    features1 = features if self._shared_encoder else self.split_features(split, 'stage1')[0]
+    features1 = self.split_features(split, 'stage1')[0]  # The same when shared.
     return Outputs(labels=labels, features=features, logits=self.logits(features1),
                    devise=self.devise(features),
                    siamese=self.siamese(features) if self.has('stage3') else None)

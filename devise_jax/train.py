@@ -18,6 +18,7 @@ import time
 from typing import Any, Callable
 
 import jax
+import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -145,9 +146,12 @@ def make_train_step(model, loss_kind, stage_config, label_vectors, seen_lookup,
 
   def apply(params, state, batch, rng):
     if on_features:  # A frozen encoder: only the heads (no dropout) see its features.
-      f = batch['features']
-      return {'embedding': devise.project(params, f), 'logits': f @ params['classifier'][
-          'kernel'] + params['classifier']['bias']}, {}
+      f, out = batch['features'], {}
+      if 'projection' in params:
+        out['embedding'] = devise.project(params, f)
+      if 'classifier' in params:
+        out['logits'] = f @ params['classifier']['kernel'] + params['classifier']['bias']
+      return out, {}
     variables = {'params': params}
     if state.batch_stats is not None:
       variables['batch_stats'] = state.batch_stats
@@ -228,7 +232,8 @@ def _step_and_batches(config, workdir, stage, model, classes, start):
   seed = config.seed + STAGES.index(stage)
   source = spec.features_from(stage_config) if spec.features_from else None
   if source:
-    features, labels = run_lib.Run.load(workdir, stages=(source,)).split_features(
+    stages = run_lib.REQUIRED_STAGES if source == 'stage2' else (source,)
+    features, labels = run_lib.Run.load(workdir, stages=stages).split_features(
         config.data.train_split, source)
   if spec.model == 'siamese':
     batches = siamese.pk_batches(
@@ -256,24 +261,27 @@ def _step_and_batches(config, workdir, stage, model, classes, start):
 
 
 def fit_on_features(config, stage, features, labels, class_ids, label_vectors, names):
-  """Params of a fresh model whose `stage` head (stage1: the softmax classifier,
-  stage2: the DeViSE projection) is trained on cached features of `class_ids` only, with
-  the stage's own recipe (optimizer, steps, batch, loss). Calibration folds use it."""
+  """The params of a fresh head trained on cached features of `class_ids` only, with
+  the stage's own recipe (optimizer, steps, batch, loss): stage1 gives
+  {'classifier'}, stage2 {'projection'}. Calibration folds use it."""
   spec, stage_config = STAGE_TABLE[stage], config[stage]
-  model = devise.create_model(config.model, len(class_ids), label_vectors.shape[1])
-  state = create_train_state(config, model, stage, jax.random.key(config.seed))
+  head, width = (('classifier', len(class_ids)) if spec.loss == 'softmax' else
+                 ('projection', label_vectors.shape[1]))
+  rng = jax.random.fold_in(jax.random.key(config.seed), STAGES.index(stage))
+  params = {head: nn.Dense(width).init(rng, jnp.zeros((1, features.shape[1])))['params']}
+  state = TrainState.create(apply_fn=None, params=params,
+                            tx=make_optimizer(stage, stage_config, params))
   lookup = np.full(len(names), -1, np.int32)
   lookup[class_ids] = np.arange(len(class_ids))
   targets = label_vectors[class_ids]
   if spec.loss == 'devise' and stage_config.get('vocab_negatives', 0):
     targets = np.concatenate([targets, vocabulary_negatives(
         config, [names[i] for i in class_ids], stage_config.vocab_negatives)])
-  step = jax.jit(make_train_step(model, spec.loss, stage_config, targets, lookup,
+  step = jax.jit(make_train_step(None, spec.loss, stage_config, targets, lookup,
                                  bn_train=False, on_features=True), donate_argnums=0)
   batches = input_pipeline.feature_batches(features, labels, class_ids,
                                            batch_size=stage_config.batch_size,
                                            seed=config.seed + STAGES.index(stage))
-  rng = jax.random.key(config.seed)
   for _ in range(stage_config.num_steps):
     state, _ = step(state, next(batches), rng)
   return jax.device_get(state.params)

@@ -121,3 +121,27 @@ def test_words_to_images_by_hand():
   assert got['words_to_images_seen_precision@10'] == pytest.approx(0.6)
   assert got['words_to_images_precision@10/a'] == pytest.approx(0.6)
   assert got['words_to_images_unseen_precision@10'] == pytest.approx(1.0)
+
+
+def test_csls_penalty_by_hand():
+  labels = np.array([[1.0, 0.0], [0.0, 1.0]])
+  reference = _unit(np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.1]]))
+  got = common.csls_penalty(reference, labels, k=2)
+  # Class 0's two nearest: cos 1.0 and 0.995; class 1's: 1.0 and 0.707.
+  np.testing.assert_allclose(got, [(1 + 1 / np.sqrt(1.01)) / 2, (1 + 1 / np.sqrt(2)) / 2])
+
+
+def test_penalty_shifts_zero_shot_scores():
+  # Two unseen classes; every image is a little nearer class 2, the hub: a penalty on
+  # class 2 larger than the gap hands class 3 its images back.
+  vecs = _unit(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.7, 0.7], [0.0, 0.6, 0.8]]))
+  emb = np.array([[0.0, 1.0, 0.2], [0.0, 0.69, 0.72], [1.0, 0.0, 0.0]])
+  labels = np.array([2, 3, 0])
+  kw = dict(labels=labels, logits=np.zeros((3, 2)), devise=emb, label_vectors=vecs,
+            seen=np.array([0, 1]), unseen=np.array([2, 3]))
+  cfg = ml_collections.ConfigDict(dict(conse_top_t=1, hit_k=(1,)))
+  plain = dict(evaluators.EVALUATORS['zero_shot'](evaluators.Data(**kw), cfg))
+  penalty = np.array([0.0, 0.0, 0.05, 0.0])
+  fixed = dict(evaluators.EVALUATORS['zero_shot'](
+      evaluators.Data(class_penalty=penalty, **kw), cfg))
+  assert plain['zsl_top1'] == 0.5 and fixed['zsl_top1'] == 1.0

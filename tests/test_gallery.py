@@ -83,6 +83,8 @@ def test_image_to_labels_marks_unseen_and_vocab_works(workdir):
   assert sorted(r['label'] for r in by_class) == sorted(searcher.names)
   assert {r['label'] for r in by_class if r['unseen']} == {'Sandal', 'Shirt', 'Ankle boot'}
   scores = searcher.label_space.vectors @ vector
+  if searcher.run.gamma is not None:  # Calibrated stacking lowers the seen classes.
+    scores[searcher.run.seen] -= searcher.run.gamma
   assert by_class[0]['label'] == searcher.names[int(np.argmax(scores))]
   vocab = searcher.labels(vector, 'vocab', k=3)
   kv_scores = searcher.kv.get_normed_vectors() @ vector
@@ -122,3 +124,21 @@ def test_embed_an_image_folder(workdir, tmp_path):
   assert all(os.path.isfile(ref) for ref in meta['refs'])
   with pytest.raises(ValueError, match='no images'):
     gallery.embed(run_lib.Run.load(workdir), folder=str(tmp_path / 'pics' / 'nothing'))
+
+
+def test_classes_ranking_uses_calibrated_stacking(workdir):
+  searcher = gallery.Searcher(run_lib.Run.load(workdir))
+  vector = searcher.gallery['devise'][0]
+  cosine = searcher.label_space.vectors @ vector
+  unseen = {searcher.names[i] for i in searcher.unseen}
+  for gamma, want_unseen in ((10.0, True), (-10.0, False)):
+    searcher.run.gamma = gamma
+    rows = searcher.labels(vector, 'classes', k=len(searcher.names))
+    assert rows[0]['unseen'] is want_unseen
+    # Within each group the order is the cosine's; scores are cosine - gamma x seen.
+    for r in rows:
+      i = searcher.names.index(r['label'])
+      assert r['cosine'] == pytest.approx(cosine[i], abs=1e-6)
+      assert r['score'] == pytest.approx(cosine[i] - (0 if r['label'] in unseen else gamma),
+                                         abs=1e-6)
+    assert [r['score'] for r in rows] == sorted((r['score'] for r in rows), reverse=True)

@@ -525,3 +525,23 @@ def test_dataset_without_image_and_label(dcfg, tmp_path):
 def test_bad_split(dcfg, split):
   with pytest.raises(ValueError, match='split'):
     input_pipeline.eval_iterator(dcfg, split=split, batch_size=8)
+
+
+def test_feature_batches_are_a_function_of_seed_and_step():
+  features = np.arange(40, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
+  labels = np.repeat(np.arange(4), 10)
+  run = lambda start: input_pipeline.feature_batches(features, labels, [1, 3], batch_size=6,
+                                                     seed=5, start_step=start)
+  first = [next(b) for b in [run(0)] for _ in range(4)]
+  resumed = run(2)
+  for want in first[2:]:
+    got = next(resumed)
+    np.testing.assert_array_equal(got['features'], want['features'])
+  for batch in first:
+    assert set(batch['label']) <= {1, 3}
+    rows = batch['features'][:, 0].astype(int)
+    assert len(set(rows)) == 6  # Without replacement.
+    np.testing.assert_array_equal(labels[rows], batch['label'])
+  assert not np.array_equal(first[0]['features'], first[1]['features'])
+  with pytest.raises(ValueError, match='cannot fill a batch of 30'):
+    next(input_pipeline.feature_batches(features, labels, [1, 3], batch_size=30, seed=0))

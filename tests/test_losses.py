@@ -86,3 +86,22 @@ def test_softmax_cross_entropy_against_numpy():
   np.testing.assert_allclose(
       losses.softmax_cross_entropy(jnp.asarray(logits), jnp.asarray(labels)), expected,
       rtol=1e-6)
+
+
+def test_label_to_image_hinge_matches_a_loop():
+  rng = np.random.default_rng(3)
+  emb = rng.normal(size=(12, 5)) * 0.4
+  vecs = _unit(rng.normal(size=(4, 5)))
+  labels = rng.integers(0, 4, size=12)
+  got = losses.label_to_image_hinge(jnp.asarray(emb), jnp.asarray(vecs),
+                                    jnp.asarray(labels), 0.2)
+  for i in range(12):
+    t = vecs[labels[i]]
+    terms = [max(0.0, 0.2 - t @ emb[i] + t @ emb[j])
+             for j in range(12) if labels[j] != labels[i]]
+    np.testing.assert_allclose(got[i], np.mean(terms) if terms else 0.0, rtol=1e-5,
+                               atol=1e-6)
+  # A batch of one class has no negatives: zero loss, finite gradient.
+  same = losses.label_to_image_hinge(jnp.asarray(emb), jnp.asarray(vecs),
+                                     jnp.zeros(12, jnp.int32), 0.2)
+  assert float(jnp.abs(same).sum()) == 0.0

@@ -177,3 +177,18 @@ def test_leftover_temporary_checkpoint_dir_is_cleaned_up(reference_run, tmp_path
   assert messages == ['stage1: resuming from step 6', 'stage1: already trained (6 steps)']
   assert not leftover.exists()
   assert checkpoint.manager(str(workdir), 'stage1').all_steps() == [3, 6]
+
+
+def test_vocabulary_negatives_are_frequent_words_that_are_not_targets(tiny_config):
+  from devise_jax import wordvec
+  kv = wordvec.load_keyedvectors(tiny_config.word_vectors.source)
+  got = train.vocabulary_negatives(tiny_config, ['T-shirt/top', 'Sneaker'], 40)
+  want = []
+  for word in kv.index_to_key:  # Frequency order, as GloVe lists its words.
+    if len(word) >= 3 and word.isalpha() and word not in ('shirt', 'top', 'sneaker'):
+      want.append(word)
+    if len(want) == 40:
+      break
+  expected = np.stack([kv[w] / np.linalg.norm(kv[w]) for w in want])
+  np.testing.assert_allclose(got, expected, atol=1e-6)
+  assert 'the' in want and 'top' not in want

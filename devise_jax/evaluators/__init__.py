@@ -31,6 +31,14 @@ class Data:
   siamese: np.ndarray | None = None  # [N, d] Siamese embeddings (stage 3).
   gamma_devise: float | None = None  # Calibrated-stacking gammas, chosen on training
   gamma_conse: float | None = None  # data (devise_jax/calibration.py); None: none.
+  # [C] subtracted from every DeViSE class score (hubness reduction, CSLS); None: 0.
+  class_penalty: np.ndarray | None = None
+
+  def scores(self):
+    """DeViSE class scores [N, C]: dot products with the unit label vectors (cosines
+    for unit vectors), less the class penalty."""
+    scores = self.devise @ self.label_vectors.T
+    return scores if self.class_penalty is None else scores - self.class_penalty
 
 
 EVALUATORS = {

@@ -17,7 +17,7 @@ def gzsl_calibrated(data, cfg):
   probs = common.softmax(data.logits)
   conse_vectors = conse.conse_embedding(probs, data.label_vectors[seen],
                                         min(cfg.conse_top_t, len(seen)))
-  for prefix, scores, gamma in (('', data.devise @ data.label_vectors.T, data.gamma_devise),
+  for prefix, scores, gamma in (('', data.scores(), data.gamma_devise),
                                 ('conse_', conse_vectors @ data.label_vectors.T,
                                  data.gamma_conse)):
     _, acc_seen, acc_unseen = calibration.curve(scores, data.labels, seen, unseen)

@@ -29,3 +29,12 @@ def seen_targets(labels, seen):
   """Index of each label among the seen ids (the logits' column order)."""
   index = {int(c): i for i, c in enumerate(seen)}
   return np.array([index[int(c)] for c in labels], dtype=np.int64)
+
+
+def csls_penalty(reference, label_vectors, k):
+  """Hubness of each class word (Lample et al., 2018's CSLS, word side): the mean cosine
+  of its unit vector [C, D] with its `k` nearest unit reference vectors [M, D] (the
+  training images' DeViSE vectors: no test image is used)."""
+  sims = label_vectors @ reference.T
+  k = min(k, sims.shape[1])
+  return np.mean(-np.partition(-sims, k - 1, axis=1)[:, :k], axis=1)

@@ -112,6 +112,10 @@ def get_config(arg=None):
   config.eval.batch_size = 500
   config.eval.conse_top_t = 5  # ConSE's T: how many seen labels are combined.
   config.eval.hit_k = (1, 2, 5)  # Flat hit@k on the seen classes.
+  # 'csls': subtract each class word's hubness (mean cosine with its csls_k nearest
+  # training images) from DeViSE class scores; 'none': plain cosines.
+  config.eval.hubness = 'none'
+  config.eval.csls_k = 10
 
   if arg == 'tiny':
     config.data.train_split = 'train[:512]'
