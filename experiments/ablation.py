@@ -28,6 +28,8 @@ VARIANTS = {
     'vocab_10k_both_ways': ('+ 10,000 vocabulary negatives + label -> images ranking',
                             {'stage2.vocab_negatives': 10000,
                              'stage2.image_ranking_weight': 1.0}),
+    'converged': ('stage 2 to convergence: 3,000 steps of 512 (was 600 of 128)',
+                  {'stage2.num_steps': 3000, 'stage2.batch_size': 512}),
     'csls': ('+ CSLS hubness penalty when scoring', {'eval.hubness': 'csls'}),
     'both_ways_csls': ('+ label -> images ranking + CSLS',
                        {'stage2.image_ranking_weight': 1.0, 'eval.hubness': 'csls'}),

@@ -73,13 +73,17 @@ def get_config(arg=None):
   # Stage 2: DeViSE projection onto the label space, started from stage 1.
   config.stage2 = ml_collections.ConfigDict()
   config.stage2.optimizer = 'adamw'
-  config.stage2.num_steps = 600
-  config.stage2.batch_size = 128
+  # Trained to convergence (the loss is convex in the projection): at 600 steps of 128
+  # the stage-2 seed alone moved validation zero-shot accuracy by up to +-0.16; at 3,000
+  # of 512 by at most +-0.04 (experiments/stage2_seed_spread.py). On cached features
+  # this takes seconds.
+  config.stage2.num_steps = 3000
+  config.stage2.batch_size = 512
   config.stage2.learning_rate = 3e-3
   config.stage2.warmup_steps = 50
   # Strong decoupled decay: with 7 seen labels the hinge loss constrains only a 6-d
   # subspace of the 50-d output; decay removes the rest, which is otherwise init noise
-  # that decides unseen predictions (measured: zsl_top1 varied 0.29-0.62 over seeds).
+  # that decides unseen predictions. Validation protocol: 0.616 vs 0.574 at 0.01.
   config.stage2.weight_decay = 3.0
   config.stage2.encoder_lr_scale = 0.0  # 0 freezes the encoder; the paper fine-tuned it.
   config.stage2.loss = 'hinge_rank'  # or 'cosine' (the first seed's baseline).
