@@ -4,7 +4,7 @@ Train stages 1-3, then evaluate (about 4 minutes on a 2-core CPU):
 
   devise-jax train --config experiments/configs/fashion_mnist_zsl.py --workdir workdirs/fmnist
 
-Headline numbers come from the protocol, never from one split (about 2.5 minutes a run):
+Headline numbers come from the protocol, never from one split (about 4 minutes a run):
 
   devise-jax protocol --config experiments/configs/fashion_mnist_zsl.py \
       --splits 5 --seeds 3 --unseen 3 --out workdirs/protocol
