@@ -240,15 +240,10 @@ def _step_and_batches(config, workdir, stage, model, classes, start):
         features, labels, seen, batch_size=stage_config.batch_size,
         classes_per_batch=stage_config.classes_per_batch, seed=seed, start_step=start)
     return siamese.make_train_step(model, stage_config), batches
-  seen_lookup = np.full(len(names), -1, np.int32)
-  seen_lookup[seen] = np.arange(len(seen))
   bn_train = spec.trainable(stage_config)['encoder'] != 'freeze'
-  targets = label_space.vectors[seen]
-  if spec.loss == 'devise' and stage_config.get('vocab_negatives', 0):
-    targets = np.concatenate([targets, vocabulary_negatives(
-        config, [names[i] for i in seen], stage_config.vocab_negatives)])
-  step = make_train_step(model, spec.loss, stage_config, targets, seen_lookup, bn_train,
-                         on_features=source is not None)
+  step = make_train_step(model, spec.loss, stage_config,
+                         *_targets(config, stage, names, seen, label_space.vectors),
+                         bn_train, on_features=source is not None)
   if source:
     batches = input_pipeline.feature_batches(features, labels, seen,
                                              batch_size=stage_config.batch_size,
@@ -271,20 +266,29 @@ def fit_on_features(config, stage, features, labels, class_ids, label_vectors, n
   params = {head: nn.Dense(width).init(rng, jnp.zeros((1, features.shape[1])))['params']}
   state = TrainState.create(apply_fn=None, params=params,
                             tx=make_optimizer(stage, stage_config, params))
-  lookup = np.full(len(names), -1, np.int32)
-  lookup[class_ids] = np.arange(len(class_ids))
-  targets = label_vectors[class_ids]
-  if spec.loss == 'devise' and stage_config.get('vocab_negatives', 0):
-    targets = np.concatenate([targets, vocabulary_negatives(
-        config, [names[i] for i in class_ids], stage_config.vocab_negatives)])
-  step = jax.jit(make_train_step(None, spec.loss, stage_config, targets, lookup,
-                                 bn_train=False, on_features=True), donate_argnums=0)
+  step = jax.jit(make_train_step(
+      None, spec.loss, stage_config,
+      *_targets(config, stage, names, class_ids, label_vectors), bn_train=False,
+      on_features=True), donate_argnums=0)
   batches = input_pipeline.feature_batches(features, labels, class_ids,
                                            batch_size=stage_config.batch_size,
                                            seed=config.seed + STAGES.index(stage))
   for _ in range(stage_config.num_steps):
     state, _ = step(state, next(batches), rng)
   return jax.device_get(state.params)
+
+
+def _targets(config, stage, names, class_ids, label_vectors):
+  """(target vectors, label id -> target row lookup) of a stage trained on `class_ids`:
+  their unit vectors, then any vocabulary negatives of the DeViSE loss."""
+  lookup = np.full(len(names), -1, np.int32)
+  lookup[class_ids] = np.arange(len(class_ids))
+  targets = label_vectors[class_ids]
+  stage_config = config[stage]
+  if STAGE_TABLE[stage].loss == 'devise' and stage_config.get('vocab_negatives', 0):
+    targets = np.concatenate([targets, vocabulary_negatives(
+        config, [names[i] for i in class_ids], stage_config.vocab_negatives)])
+  return targets, lookup
 
 
 def vocabulary_negatives(config, seen_names, count):
