@@ -74,6 +74,15 @@ def _results_gallery(label, elem_id=None):
                     fit_columns=False, elem_id=elem_id)
 
 
+def _image_results(prefix):
+  """Status line, picture grid and score table of an image search (ids `prefix-*`)."""
+  status = _status(f'{prefix}-status')
+  grid = _results_gallery('Nearest gallery images', elem_id=f'{prefix}-grid')
+  table = gr.Dataframe(headers=IMAGE_HEADERS, interactive=False, label='Scores',
+                       elem_id=f'{prefix}-table')
+  return status, grid, table
+
+
 def _status(elem_id):
   return gr.Markdown(elem_classes=['status-box'], elem_id=elem_id)
 
@@ -132,10 +141,7 @@ def _search_words_tab(handler):
         k = _k_slider(value=8)
         button = gr.Button('Search', variant='primary', elem_id='sw-search')
       with gr.Column(scale=2):
-        status = _status('sw-status')
-        grid = _results_gallery('Nearest gallery images', elem_id='sw-grid')
-        table = gr.Dataframe(headers=IMAGE_HEADERS, interactive=False, label='Scores',
-                             elem_id='sw-table')
+        status, grid, table = _image_results('sw')
   inputs, outputs = [word_1, weight_1, word_2, weight_2, k], [grid, table, status]
   button.click(handler, inputs, outputs, api_name='search_words')
   word_1.submit(handler, inputs, outputs, api_visibility='private')
@@ -153,10 +159,7 @@ def _similar_tab(backend, handler):
         k = _k_slider(value=8)
         button = gr.Button('Find similar', variant='primary', elem_id='si-find')
       with gr.Column(scale=2):
-        status = _status('si-status')
-        grid = _results_gallery('Nearest gallery images', elem_id='si-grid')
-        table = gr.Dataframe(headers=IMAGE_HEADERS, interactive=False, label='Scores',
-                             elem_id='si-table')
+        status, grid, table = _image_results('si')
     picker, ids = _picker(backend, elem_id='si-picker')
   button.click(handler, [image, gallery_id, space, k], [grid, table, status],
                api_name='similar')

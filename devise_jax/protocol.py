@@ -19,6 +19,9 @@ import numpy as np
 
 from devise_jax import calibration
 from devise_jax import checkpoint
+from devise_jax import evaluate
+from devise_jax import input_pipeline
+from devise_jax import train
 
 DEFAULT_METRICS = ('zsl_top1', 'conse_zsl_top1', 'chance_zsl_top1', 'gzsl_h',
                    'gzsl_calibrated_h', 'conse_gzsl_calibrated_h', 'ausuc', 'seen_hit@1',
@@ -84,7 +87,6 @@ def run_protocol(config, out_dir, *, num_splits, seeds, num_unseen, validation=F
   Without 'stage2' in `stages` the runs are trained only (no evaluation, no summary).
   The runs evaluate `config.evals` without image retrieval (slow, and not summarized).
   """
-  from devise_jax import evaluate, input_pipeline, train  # pylint: disable=g-import-not-at-top
   names = input_pipeline.class_names(config.data)
   splits = draw_splits(len(names), num_unseen, num_splits, split_seed)
   os.makedirs(out_dir, exist_ok=True)
