@@ -6,13 +6,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 WORKDIR ?= workdirs/fashion_mnist_zsl
 CONFIG ?= experiments/configs/fashion_mnist_zsl.py
-DEBIAN_PACKAGES := dataset-fashion-mnist
+DEBIAN_PACKAGES := dataset-fashion-mnist wordnet-base
 DEMO_PORT ?= 7860
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: install run demo test clean
 
-install: $(VENV)/.installed /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+install: $(VENV)/.installed /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \
+	/usr/share/wordnet/data.noun
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +21,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz:
+# One rule for both data packages: a machine that has one of them gets the other too.
+/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz /usr/share/wordnet/data.noun:
 	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && \
 	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEBIAN_PACKAGES)

@@ -4,8 +4,9 @@
     app.launch('workdirs/fmnist')                  # http://127.0.0.1:7860
     app.launch('workdirs/fmnist', host='0.0.0.0', auth='alice:secret')
 
-Tabs: zero-shot prediction, search by words, similar images, puppy algebra, and About
-(the checkpoint, data, word vectors and evaluation of the loaded model). The workdir
+Tabs: zero-shot prediction, search by words, similar images, puppy algebra, Results
+(evaluation's plots from WORKDIR/plots/) and About (the checkpoint, data, word vectors
+and evaluation of the loaded model). The workdir
 needs stages 1 and 2 (3 for the Siamese space) and, for everything but zero-shot on
 uploads, a gallery (`devise-jax embed --workdir DIR`).
 
@@ -13,39 +14,38 @@ Every tab is also an HTTP endpoint (`gradio_client`, or "Use via API" in the pag
 footer). Images go in as files (`handle_file`); a gallery image is chosen by its id
 (`gallery_id`; None or -1 to use the uploaded image). Errors (an unknown word, a file
 that is not an image, weights that cancel, ...) come back as `gradio_client`
-`AppError`s with a one-line message.
+`AppError`s with a one-line message. Every parameter but the main input has a default
+(the component's initial value), so the one-argument call works. The same server also
+answers a plain REST API with OpenAPI docs at /docs (`api.py`).
 
     from gradio_client import Client, handle_file
     client = Client('http://127.0.0.1:7860/')   # auth=('alice', 'secret') if set
 
-    # Zero-shot: top-k labels of an image; candidates 'classes', 'vocab' (every word
-    # of the word vectors) or 'list' (then `labels` is a comma-separated list).
-    table, status = client.predict(handle_file('shoe.png'), None, 'classes', '', 5,
-                                   api_name='/zero_shot')
+    # Zero-shot: top-k labels of an image; candidates 'classes', 'vocab' (WordNet
+    # nouns with a word vector), 'tokens' (every token of the word vectors) or 'list'
+    # (then `labels` is a comma-separated list).
+    table, status = client.predict(handle_file('shoe.png'), api_name='/zero_shot')
     # table['headers'] == ['rank', 'label', 'score', 'unseen']; table['data'] rows.
     table, status = client.predict(image=None, gallery_id=12, candidates='list',
                                    labels='boot, clog, slipper', k=3,
-                                   api_name='/zero_shot')
+                                   api_name='/zero_shot')   # Other values by name.
 
     # Words -> images: one or two words with weights; the nearest gallery images.
-    grid, table, status = client.predict(word_1='boot', weight_1=1.0, word_2='sandal',
-                                         weight_2=-0.5, k=8, api_name='/search_words')
+    grid, table, status = client.predict('boot', api_name='/search_words')
+    grid, table, status = client.predict('boot', word_2='sandal', weight_2=-0.5, k=8,
+                                         api_name='/search_words')
     # table['headers'] == ['rank', 'id', 'label', 'score']; grid: [{'image': path,
     # 'caption': ...}, ...] (the pictures, downloaded by the client).
 
     # Similar images, in 'siamese' or 'devise' space (a gallery query never
     # returns itself).
-    grid, table, status = client.predict(handle_file('shirt.jpg'), None, 'siamese', 8,
-                                         api_name='/similar')
+    grid, table, status = client.predict(handle_file('shirt.jpg'), api_name='/similar')
 
     # Puppy algebra: up to four images (an upload or a gallery id each, a sign '+'
     # or '-' and a weight), optional words with weights (devise space only).
     inputs, grid, table, status = client.predict(
-        image_1=None, gallery_id_1=12, sign_1='+', weight_1=1.0,
-        image_2=None, gallery_id_2=40, sign_2='-', weight_2=1.0,
-        image_3=handle_file('boot.png'), gallery_id_3=None, sign_3='+', weight_3=1.0,
-        image_4=None, gallery_id_4=None, sign_4='+', weight_4=1.0,
-        words='sandal', word_weights='0.5', space='devise', k=8, api_name='/algebra')
+        gallery_id_1=12, gallery_id_2=40, sign_2='-', image_3=handle_file('boot.png'),
+        words='sandal', word_weights='0.5', space='devise', api_name='/algebra')
 
 Safety: binds 127.0.0.1 unless told otherwise; `share` is opt-in; optional basic auth;
 uploads over 10 MB (other request bodies over 16 MB) are refused; two requests run at
@@ -61,6 +61,7 @@ and its searcher, `checks` validates inputs, `images` decodes them, `about` desc
 the run; this module serves the app.
 """
 
+import json
 import logging
 import os
 import re
@@ -69,6 +70,7 @@ import gradio as gr
 
 from devise_jax import checkpoint
 
+from . import api
 from .handlers import Backend, make_handlers
 from .layout import build_app
 
@@ -116,17 +118,21 @@ class _DenyRoutes:
     if scope.get('type') == 'http':
       path = scope.get('path', '')
       if self._DENIED.search(path):
-        return await self._answer(send, 404, b'Not Found')
+        return await self._answer(send, 404, 'Not Found', path)
       length = dict(scope.get('headers') or ()).get(b'content-length', b'0')
       if (not path.rstrip('/').endswith('/upload') and length.isdigit()
           and int(length) > MAX_BODY):
-        return await self._answer(send, 413, b'Request body too large')
+        return await self._answer(send, 413, 'Request body too large', path)
     return await self.app(scope, receive, send)
 
   @staticmethod
-  async def _answer(send, status, body):
+  async def _answer(send, status, message, path):
+    if path.startswith('/api/'):  # The REST API answers {"error": ...} throughout.
+      kind, body = b'application/json', json.dumps({'error': message}).encode()
+    else:
+      kind, body = b'text/plain; charset=utf-8', message.encode()
     await send({'type': 'http.response.start', 'status': status,
-                'headers': [(b'content-type', b'text/plain; charset=utf-8')]})
+                'headers': [(b'content-type', kind)]})
     await send({'type': 'http.response.body', 'body': body})
 
 
@@ -154,7 +160,9 @@ def launch_kwargs(demo, host='127.0.0.1', port=7860, share=False, auth=None):
       blocked_paths=blocked_paths(demo.devise_backend), enable_monitoring=False,
       mcp_server=False, ssr_mode=False, pwa=False, inbrowser=False,
       footer_links=['api', 'settings'], theme=_theme(), css=CSS,
-      app_kwargs=dict(middleware=[Middleware(_DenyRoutes)]))
+      # The REST API (demo/api.py) is served by the same app, on the same port.
+      app_kwargs=dict(middleware=[Middleware(_DenyRoutes)],
+                      routes=api.routes(demo.devise_backend, parse_auth(auth))))
 
 
 def launch(workdir, host='127.0.0.1', port=7860, share=False, auth=None, *,

@@ -136,7 +136,12 @@ def finite_scores(rows):
   return rows
 
 
-def _one_line(error):
+# Failures that are the input's fault (a one-line message, no traceback logged).
+EXPECTED_ERRORS = (images.ImageError, ValueError, KeyError, FileNotFoundError,
+                   checkpoint.CheckpointError)
+
+
+def one_line(error):
   message = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
   message = message.splitlines()[0] if message else type(error).__name__
   return re.sub(r'^(combine|normalize): ', '', message)
@@ -151,9 +156,8 @@ def guard(fn):
       return fn(*args, **kwargs)
     except gr.Error:
       raise
-    except (images.ImageError, ValueError, KeyError, FileNotFoundError,
-            checkpoint.CheckpointError) as e:
-      raise fail(_one_line(e)) from None
+    except EXPECTED_ERRORS as e:
+      raise fail(one_line(e)) from None
     except Exception:  # pylint: disable=broad-except
       log.exception('demo: unexpected error in %s', fn.__name__)
       raise fail('internal error while answering this request (it was logged on the '

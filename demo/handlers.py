@@ -134,9 +134,12 @@ def _candidates(searcher, candidates, labels):
   if candidates == 'classes':
     return f'the {len(searcher.names)} classes of the dataset', 'classes', ''
   if candidates == 'vocab':
-    return f'all {len(searcher.kv.index_to_key):,} words of the word vectors', 'vocab', ''
+    count = len(searcher.vocabulary('vocab')[0])
+    return f'the {count:,} WordNet nouns with a word vector', 'vocab', ''
+  if candidates == 'tokens':
+    return f'all {len(searcher.kv.index_to_key):,} tokens of the word vectors', 'tokens', ''
   if candidates != 'list':
-    raise checks.fail(f"candidates must be 'classes', 'list' or 'vocab', got "
+    raise checks.fail(f"candidates must be 'classes', 'list', 'vocab' or 'tokens', got "
                       f'{candidates!r}')
   items = list(dict.fromkeys(checks.split_list(labels, 'the label list',
                                                checks.MAX_LABELS)))

@@ -1,4 +1,4 @@
-"""The demo's page: a gr.Blocks with one tab per endpoint, and About.
+"""The demo's page: a gr.Blocks with one tab per endpoint, Results (plots) and About.
 
 Each `_*_tab` function lays out one tab and binds its button to the endpoint of the
 same name (`handlers.make_handlers`); the gallery pickers and upload boxes only move
@@ -10,6 +10,9 @@ import functools
 import os
 
 import gradio as gr
+import PIL.Image
+
+from devise_jax import plots
 
 from . import about
 from . import checks
@@ -19,7 +22,8 @@ from . import images
 CONCURRENCY = 2  # Requests computed at once (2 CPU cores).
 QUEUE_SIZE = 64  # Requests waiting; more are refused with "queue is full".
 CANDIDATES = (('dataset classes', 'classes'), ('my list (comma separated)', 'list'),
-              ('whole word-vector vocabulary', 'vocab'))
+              ('WordNet nouns (open vocabulary)', 'vocab'),
+              ('raw word-vector tokens', 'tokens'))
 PRIVATE = dict(api_visibility='private', queue=False)
 LABEL_HEADERS = ['rank', 'label', 'score', 'unseen']
 IMAGE_HEADERS = ['rank', 'id', 'label', 'score']
@@ -27,9 +31,25 @@ IMAGE_HEADERS = ['rank', 'id', 'label', 'score']
 
 class SafeImage(gr.Image):
   """gr.Image whose upload reaches the handler undecoded (a path, or bytes for a data
-  URL): decoding happens in `images.decode`, not in Gradio's PIL call."""
+  URL): decoding happens in `images.decode`, not in Gradio's PIL call. An image given
+  as a URL (`handle_file('http://...')`) is refused before Gradio would download it
+  (`async_move_resource_to_block_cache`, its one fetch of input files)."""
 
   is_template = True  # The page shows it as a plain Image.
+
+  async def async_move_resource_to_block_cache(self, url_or_file_path):
+    try:
+      images.refuse_url(url_or_file_path)
+    except images.ImageError as e:
+      raise checks.fail(str(e)) from None
+    return await super().async_move_resource_to_block_cache(url_or_file_path)
+
+  def move_resource_to_block_cache(self, url_or_file_path):
+    try:
+      images.refuse_url(url_or_file_path)
+    except images.ImageError as e:
+      raise checks.fail(str(e)) from None
+    return super().move_resource_to_block_cache(url_or_file_path)
 
   def preprocess(self, payload):
     if payload is None:
@@ -112,7 +132,8 @@ def _zero_shot_tab(backend, handler):
         image = _image_input('Image (upload, or pick one below)', elem_id='zs-image')
         gallery_id = _gallery_id_input(elem_id='zs-gid')
         candidates = gr.Radio(list(CANDIDATES), value='classes', label='Candidate labels')
-        labels = gr.Textbox(label='My labels (comma separated, up to 1000)',
+        # value='' (not None): API parameters default to the components' values.
+        labels = gr.Textbox(value='', label='My labels (comma separated, up to 1000)',
                             placeholder='boot, clog, slipper, sandal', lines=2,
                             elem_id='zs-labels')
         k = _k_slider(value=5)
@@ -210,9 +231,10 @@ def _algebra_tab(backend, handler):
         slot = gr.Radio([1, 2, 3, 4], value=1, label='Put the image picked below into slot')
         picker, ids = _picker(backend, elem_id='al-picker', columns=6)
       with gr.Column(scale=1):
-        words = gr.Textbox(label='Words (comma separated, DeViSE space only)',
+        words = gr.Textbox(value='', label='Words (comma separated, DeViSE space only)',
                            placeholder='sandal, boot')
-        word_weights = gr.Textbox(label='Word weights (comma separated; default 1)',
+        word_weights = gr.Textbox(value='',
+                                  label='Word weights (comma separated; default 1)',
                                   placeholder='-1, 1')
         space = gr.Radio([('Siamese', 'siamese'), ('DeViSE', 'devise')], value='siamese',
                          label='Space')
@@ -229,6 +251,22 @@ def _algebra_tab(backend, handler):
   button.click(handler, [c for s in slots for c in s] + [words, word_weights, space, k],
                [shown, grid, table, status], api_name='algebra')
   _bind_slot_picker(backend, picker, ids, slot, slots)
+
+
+def _results_tab(backend):
+  """Evaluation's plots (WORKDIR/plots/*.png), loaded once as pictures: the files are
+  never served from the workdir, Gradio serves copies in its cache."""
+  with gr.Tab('Results', id='results'):
+    found = plots.existing(backend.workdir)
+    if not found:
+      gr.Markdown(f'No plots yet: `devise-jax eval --workdir {backend.workdir}` draws '
+                  'them.', elem_id='results-none')
+    for path, title in found:
+      with PIL.Image.open(path) as picture:
+        value = picture.convert('RGB')
+      gr.Image(value=value, label=title, type='pil', format='png', interactive=False,
+               elem_id=f'plot-{os.path.splitext(os.path.basename(path))[0]}',
+               elem_classes=['plot'])
 
 
 def _header(backend):
@@ -256,6 +294,7 @@ def build_app(workdir, backend=None):
       _search_words_tab(handlers['search_words'])
       _similar_tab(backend, handlers['similar'])
       _algebra_tab(backend, handlers['algebra'])
+      _results_tab(backend)
       with gr.Tab('About', id='about'):
         gr.Markdown(about.markdown(backend), elem_id='about-text')
   demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)

@@ -72,11 +72,16 @@ def best_gamma(scores, labels, seen, unseen):
   return float(gammas[int(np.argmax(h))])
 
 
-def stacked_accuracy(scores, labels, seen, unseen, gamma):
-  """(seen, unseen, H) per-class GZSL accuracies of argmax score - gamma * [seen]."""
+def stacked_predictions(scores, seen, unseen, gamma):
+  """[N] label ids of argmax over the seen and unseen classes of score - gamma * [seen]."""
   candidates = np.union1d(seen, unseen)
   shifted = scores[:, candidates] - gamma * np.isin(candidates, seen)
-  pred = candidates[np.argmax(shifted, axis=1)]
+  return candidates[np.argmax(shifted, axis=1)]
+
+
+def stacked_accuracy(scores, labels, seen, unseen, gamma):
+  """(seen, unseen, H) per-class GZSL accuracies of argmax score - gamma * [seen]."""
+  pred = stacked_predictions(scores, seen, unseen, gamma)
   correct = (pred == labels).astype(np.float64)
   is_seen = np.isin(labels, seen)
   s = common.per_class_mean(correct[is_seen], labels[is_seen])

@@ -1,12 +1,15 @@
 """The workdir: Orbax checkpoints per stage, and the run's config and label space.
 
 Layout of a workdir:
+  run.json             the marker of a claimed workdir, written last (format, config hash)
   config.json          the config the run was started with (written once)
   classes.json         class names in label-id order, and the seen/unseen label ids
   label_space.npz      unit word vector of every class, in label-id order (pickle-free)
   checkpoints/<stage>/<step>/   Orbax checkpoints of each stage's TrainState
   quarantine/          unreadable checkpoints moved aside on resume (never deleted)
   metrics.jsonl        one JSON object per logged step
+  tensorboard/<stage or eval>/   TensorBoard event files (devise_jax/metric_writer.py)
+  plots/*.png          evaluation's plots (devise_jax/plots.py)
   fingerprints.jsonl   SHA-256 of the params' bytes at every saved step
   eval.json            the last evaluation
   calibration.json     calibrated-stacking gammas chosen on the training data
@@ -37,10 +40,7 @@ class CheckpointError(RuntimeError):
 
 def atomic_write_text(path, text):
   """Writes `text` to `path` through a temporary file, so a crash never leaves half."""
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    f.write(text)
-  os.replace(tmp, path)
+  atomic_write_bytes(path, text.encode('utf-8'))
 
 
 def write_json(path, obj):
@@ -57,14 +57,78 @@ def read_json(path):
     raise CheckpointError(f'{path} is corrupt: {e}') from None
 
 
-def save_config(workdir, config):
+MARKER = 'run.json'
+MARKER_FORMAT = 1
+_RUN_FILES = ('config.json', 'classes.json', 'label_space.npz')
+
+
+def workdir_state(workdir, flag='--workdir'):
+  """'new' (missing or empty), 'run' (a devise-jax run, with its marker or made before
+  markers existed: its three run files) or an error naming what to do.
+
+  A workdir is claimed only by `claim` (run files first, the marker last), so files
+  without the marker are a half-claimed or foreign directory: refused, never adopted.
+  """
+  if not os.path.lexists(workdir):
+    return 'new'
+  if not os.path.isdir(workdir):
+    raise CheckpointError(f'{flag} {workdir}: is a regular file, not a directory; '
+                          'give a directory')
+  entries = sorted(os.listdir(workdir))
+  if not entries:
+    return 'new'
+  missing = [n for n in _RUN_FILES if n not in entries]
+  if MARKER in entries and missing:
+    raise CheckpointError(f'{flag} {workdir}: the run is damaged ({", ".join(missing)} '
+                          'missing); restore the files or use a new --workdir')
+  if MARKER in entries:
+    marker = read_json(os.path.join(workdir, MARKER))
+    if not isinstance(marker, dict) or marker.get('format') != MARKER_FORMAT:
+      raise CheckpointError(f'{flag} {workdir}: {MARKER} is not a devise-jax run marker '
+                            f'of format {MARKER_FORMAT}; use a new --workdir')
+    return 'run'
+  if not missing:
+    return 'run'  # Made before markers existed: adopted (the marker is added).
+  if 'checkpoints' in entries:
+    raise CheckpointError(f'{flag} {workdir}: holds checkpoints but no {", ".join(missing)}; '
+                          'restore them or pick another --workdir')
+  shown = ', '.join(entries[:3]) + (', ...' if len(entries) > 3 else '')
+  raise CheckpointError(f'{flag} {workdir}: is not empty ({shown}) and holds no devise-jax '
+                        'run (no run.json); remove it or pick another --workdir')
+
+
+def claim(workdir, config, names, seen_ids, unseen_ids, label_space):
+  """Makes `workdir` (missing or empty) a run: its run files, then the marker."""
+  os.makedirs(workdir, exist_ok=True)
+  write_json(os.path.join(workdir, 'config.json'), json.loads(config.to_json_best_effort()))
+  save_classes(workdir, names, seen_ids, unseen_ids, label_space)
+  _write_marker(workdir)
+
+
+def _write_marker(workdir):
+  with open(os.path.join(workdir, 'config.json'), 'rb') as f:
+    digest = hashlib.sha256(f.read()).hexdigest()
+  write_json(os.path.join(workdir, MARKER), dict(format=MARKER_FORMAT,
+                                                 config_sha256=digest))
+
+
+def atomic_write_bytes(path, data):
+  """Writes `data` to `path` through a temporary file, so a crash never leaves half."""
+  tmp = f'{path}.tmp-{os.getpid()}'
+  with open(tmp, 'wb') as f:
+    f.write(data)
+  os.replace(tmp, path)
+
+
+def save_config(workdir, config, free_keys=()):
   """Writes config.json, or checks that the workdir's run used the same config.
 
   Keys the saved config lacks (a stage added to the code since) are added to it. A
   changed value is refused where it contradicts what is saved: any key of a stage that
   has a checkpoint, and every key outside the stages and the evaluation. A stage not
   trained yet (and the evaluation) may change: the new values are saved, so a stage-2
-  variant can start from a finished stage 1.
+  variant can start from a finished stage 1. `free_keys` may change too (with what
+  is under them; e.g. the label space's keys before any stage has used it).
   """
   path = os.path.join(workdir, 'config.json')
   new = json.loads(config.to_json_best_effort())
@@ -72,15 +136,19 @@ def save_config(workdir, config):
     old = read_json(path)
     trained = set(trained_stages(workdir))
     free = lambda key: key.split('.')[0] in ('eval', 'evals') or (
-        key.split('.')[0].startswith('stage') and key.split('.')[0] not in trained)
+        key.split('.')[0].startswith('stage') and key.split('.')[0] not in trained) or any(
+            key == k or key.startswith(f'{k}.') for k in free_keys)
     changed = sorted(k for k in _diff(old, new) if not free(k))
     if changed:
       raise CheckpointError(
           f'{workdir} holds a run with a different config (changed: {", ".join(changed)}); '
           'use a new --workdir, or the same config to resume')
     if old == new:
+      if not os.path.exists(os.path.join(workdir, MARKER)):
+        _write_marker(workdir)
       return
   write_json(path, new)
+  _write_marker(workdir)
 
 
 def _diff(old, new, prefix=''):
@@ -104,10 +172,6 @@ def save_classes(workdir, names, seen_ids, unseen_ids, label_space):
   path = os.path.join(workdir, 'label_space.npz')
   label_space.save(f'{path}.tmp-{os.getpid()}.npz')
   os.replace(f'{path}.tmp-{os.getpid()}.npz', path)
-
-
-def has_classes(workdir):
-  return os.path.exists(os.path.join(workdir, 'classes.json'))
 
 
 def load_classes(workdir):
@@ -288,6 +352,24 @@ def append_metrics(workdir, record):
       f.write(json.dumps(record) + '\n')
 
 
+def read_metrics(workdir):
+  """The records of metrics.jsonl, in order ([] when there is none)."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding='utf-8') as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def tensorboard_dir(workdir, name):
+  """Where the event files of `name` (a stage, or 'eval') go."""
+  return os.path.join(workdir, 'tensorboard', name)
+
+
+def plots_dir(workdir):
+  return os.path.join(workdir, 'plots')
+
+
 def read_fingerprints(workdir):
   """{stage: {step: sha256}} from fingerprints.jsonl ({} when there is none)."""
   path = os.path.join(workdir, 'fingerprints.jsonl')
@@ -321,7 +403,7 @@ def link_stage(source, workdir, stage):
   if not os.path.isdir(os.path.join(source, 'checkpoints', stage)):
     raise CheckpointError(f'no {stage} checkpoint in {source} to start from')
   os.makedirs(os.path.join(workdir, 'checkpoints'))
-  for name in ('config.json', 'classes.json', 'label_space.npz'):
+  for name in _RUN_FILES:
     os.link(os.path.join(source, name), os.path.join(workdir, name))
   shutil.copytree(os.path.join(source, 'checkpoints', stage),
                   os.path.join(workdir, 'checkpoints', stage), copy_function=os.link)
@@ -330,3 +412,4 @@ def link_stage(source, workdir, stage):
     if name.startswith(f'{stage}-'):
       shutil.copytree(os.path.join(features, name),
                       os.path.join(workdir, 'features', name), copy_function=os.link)
+  _write_marker(workdir)

@@ -9,10 +9,12 @@
       [--validation] [--stages stage1,stage2]
   devise-jax search --workdir DIR [--gallery NAME] [--k 5] QUERY, QUERY one of:
       --words w1,w2 [--word_weights 1,-1]              words -> images (DeViSE space)
-      --images a.png | --gallery_ids 7  --labels classes|vocab|w1,w2   image -> labels
+      --images a.png | --gallery_ids 7  --labels classes|vocab|tokens|w1,w2   image -> labels
       --images a.png | --gallery_ids 7  [--space siamese|devise]       similar images
       --gallery_ids 7,9 [--images ...] [--image_weights 1,1]
           [--words boot,sandal --word_weights 1,-1] --space devise     algebra
+  devise-jax label-sets [--hops 3] [--restrict IDS_FILE] [--out FILE]
+      WordNet nouns within 1..hops hops of the ImageNet-1k classes: '<k>-hop: <count>'
 
 Expected errors end in one line on stderr; DEVISE_JAX_DEBUG=1 shows the traceback.
 """
@@ -25,7 +27,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-COMMANDS = ('train', 'eval', 'embed', 'search', 'demo', 'protocol')
+COMMANDS = ('train', 'eval', 'embed', 'search', 'demo', 'protocol', 'label-sets')
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file, e.g. experiments/configs/fashion_mnist_zsl.py:tiny.',
@@ -42,9 +44,16 @@ _GALLERY_IDS = flags.DEFINE_list('gallery_ids', [], 'search: gallery images as q
 _IMAGE_WEIGHTS = flags.DEFINE_list('image_weights', [], 'search: a weight per image.')
 _SPACE = flags.DEFINE_enum('space', 'siamese', ['siamese', 'devise'],
                            'search: embedding space for image queries.')
-_LABELS = flags.DEFINE_list('labels', [], "search: 'classes', 'vocab' or a list of labels.")
+_LABELS = flags.DEFINE_list(
+    'labels', [], "search: 'classes', 'vocab' (WordNet nouns with a word vector), "
+    "'tokens' (every word-vector token) or a list of labels.")
 _K = flags.DEFINE_integer('k', 5, 'search: number of results.')
-_OUT = flags.DEFINE_string('out', None, 'protocol: directory of its runs and summary.')
+_OUT = flags.DEFINE_string('out', None, 'protocol: directory of its runs and summary; '
+                           'label-sets: a file for the ids, hops and labels.')
+_HOPS = flags.DEFINE_integer('hops', 3, 'label-sets: the largest number of hops.')
+_RESTRICT = flags.DEFINE_string(
+    'restrict', None, 'label-sets: only the synsets listed in this file (first field of '
+    'each line), e.g. the ImageNet-21K ids.')
 _SPLITS = flags.DEFINE_integer('splits', 5, 'protocol: number of seen/unseen splits.')
 _SEEDS = flags.DEFINE_integer('seeds', 3, 'protocol: training seeds per split (0..N-1).')
 _UNSEEN = flags.DEFINE_integer('unseen', 3, 'protocol: unseen classes per split.')
@@ -94,6 +103,8 @@ def _protocol():
   from devise_jax import protocol
   if _CONFIG.value is None or not _OUT.value:
     raise UsageError('protocol needs --config and --out')
+  if os.path.exists(_OUT.value) and not os.path.isdir(_OUT.value):
+    raise UsageError(f'--out {_OUT.value}: is a regular file, not a directory')
   result = protocol.run_protocol(
       _CONFIG.value, _OUT.value, num_splits=_SPLITS.value, seeds=range(_SEEDS.value),
       num_unseen=_UNSEEN.value, validation=_VALIDATION.value,
@@ -117,6 +128,8 @@ def _embed():
   if len(_IMAGES.value) > 1:
     raise UsageError('embed takes one --images folder')
   folder = _IMAGES.value[0] if _IMAGES.value else None
+  if folder and not os.path.isdir(folder):
+    raise UsageError(f'--images {folder}: not a folder (embed takes a folder of images)')
   name, count = gallery.embed(run.Run.load(_WORKDIR.value), split=_SPLIT.value,
                               folder=folder)
   print(f'gallery {name!r}: {count} images in {_WORKDIR.value}/gallery/{name}.npz')
@@ -135,15 +148,22 @@ def _floats(values, count, flag):
 
 def _search():
   import json
-  from devise_jax import gallery, run
+  from devise_jax import cli_checks, gallery, run
   searcher = gallery.Searcher(run.Run.load(_WORKDIR.value), _GALLERY.value)
-  ids = []
-  for value in _GALLERY_IDS.value:
-    if not value.isdigit() or searcher.gallery is None or int(value) >= len(
-        searcher.meta['refs']):
-      raise UsageError(f'--gallery_ids: {value!r} is not an id of the gallery')
-    ids.append(int(value))
-  images = [gallery.read_image(p) for p in _IMAGES.value]
+  ids = cli_checks.gallery_ids(searcher, _GALLERY_IDS.value)
+  cli_checks.words(searcher, _WORDS.value, 'words')
+  if _LABELS.value and _LABELS.value[0] not in ('classes', 'vocab', 'tokens'):
+    cli_checks.words(searcher, _LABELS.value, 'labels')
+  try:
+    print(json.dumps(_query(searcher, ids), indent=1))
+  except ValueError as e:  # The library's words for a bad query, said in flags.
+    raise cli_checks.query_error(e) from None
+
+
+def _query(searcher, ids):
+  from devise_jax import cli_checks
+  from devise_jax import images as images_lib
+  images = [images_lib.decode(p, name=f'--images {p}') for p in _IMAGES.value]
   space = _SPACE.value
   vectors = []
   if ids:
@@ -151,13 +171,13 @@ def _search():
   if images:
     devise_vectors, siamese_vectors = searcher.embed_images(images)
     vectors += list(devise_vectors if _LABELS.value or space == 'devise' else siamese_vectors)
-  k = _K.value
+  k = cli_checks.k(_K.value)
   if _LABELS.value:
     if len(vectors) != 1 or _WORDS.value:
       raise UsageError('--labels takes exactly one query image (--images or --gallery_ids)')
     labels = _LABELS.value
     result = searcher.labels(vectors[0], labels[0] if len(labels) == 1 and labels[0] in (
-        'classes', 'vocab') else labels, k)
+        'classes', 'vocab', 'tokens') else labels, k)
   elif vectors:
     weights = _floats(_IMAGE_WEIGHTS.value, len(vectors), 'image_weights')
     word_weights = _floats(_WORD_WEIGHTS.value, len(_WORDS.value), 'word_weights')
@@ -168,7 +188,7 @@ def _search():
         _WORDS.value, _floats(_WORD_WEIGHTS.value, len(_WORDS.value), 'word_weights'), k)
   else:
     raise UsageError('search needs a query: --words, --images or --gallery_ids')
-  print(json.dumps(result, indent=1))
+  return result
 
 
 def _demo():
@@ -186,14 +206,36 @@ def _demo():
     raise UsageError(f'cannot serve on {_HOST.value}:{_PORT.value}: {e}') from None
 
 
+def _label_sets():
+  """Prints '<k>-hop: <count>' for k = 1..--hops around the ImageNet-1k synsets; --out
+  writes 'id<TAB>hops<TAB>lemmas' lines, nearest first."""
+  from devise_jax import wordnet
+  if _HOPS.value < 1:
+    raise UsageError(f'--hops must be at least 1, got {_HOPS.value}')
+  wn = wordnet.load()
+  base = wordnet.imagenet1k_ids()
+  restrict = wordnet.read_ids(_RESTRICT.value) if _RESTRICT.value else None
+  sets = wordnet.khop_sets(wn, base, _HOPS.value, restrict)
+  for k, ids in sets.items():
+    print(f'{k}-hop: {len(ids)}')
+  if _OUT.value:
+    hops = wordnet.hop_distances(wn, base, _HOPS.value)
+    rows = sorted((hops[s], s) for s in sets[_HOPS.value])
+    with open(_OUT.value, 'w', encoding='utf-8') as f:
+      f.writelines(f'{s}\t{d}\t{wn.label(s)}\n' for d, s in rows)
+
+
 def main(argv):
   if len(argv) != 2 or argv[1] not in COMMANDS:
     raise UsageError(f'usage: devise-jax {{{",".join(COMMANDS)}}} --workdir DIR ...; '
-                     f'got {" ".join(argv[1:]) or "no command"}')
-  if not _WORKDIR.value and argv[1] != 'protocol':
+                     f'got {" ".join(argv[1:]) or "no command"} (devise-jax --help)')
+  if not _WORKDIR.value and argv[1] not in ('protocol', 'label-sets'):
     raise UsageError('--workdir is required')
+  if argv[1] in ('eval', 'embed', 'search', 'demo'):
+    from devise_jax import cli_checks
+    cli_checks.require_run(_WORKDIR.value)
   {'train': _train, 'eval': _eval_and_print, 'embed': _embed, 'search': _search,
-   'demo': _demo, 'protocol': _protocol}[argv[1]]()
+   'demo': _demo, 'protocol': _protocol, 'label-sets': _label_sets}[argv[1]]()
 
 
 def _enable_compilation_cache():
@@ -222,7 +264,7 @@ def _main_with_clean_errors(argv):
   _initialize_distributed()
   try:
     main(argv)
-  except (UsageError, ValueError, FileNotFoundError, KeyError, checkpoint.CheckpointError,
+  except (UsageError, ValueError, OSError, KeyError, checkpoint.CheckpointError,
           train.TrainingError) as e:
     if os.environ.get('DEVISE_JAX_DEBUG'):
       raise
@@ -234,6 +276,8 @@ def _main_with_clean_errors(argv):
 
 def _parse_flags(argv):
   """absl's parser, with its errors (often multi-line tracebacks) cut to one line."""
+  if any(a in ('-h', '--help', '--helpshort', '-?') for a in argv[1:]):
+    app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)  # absl's own exits 1.
   try:
     return flags.FLAGS(argv)
   except Exception as e:  # absl and ml_collections raise many types for bad flags.
@@ -250,4 +294,6 @@ def _parse_flags(argv):
 
 def run():
   """Console-script entry point."""
+  from devise_jax import cli_checks  # `--help` prints __main__'s docstring first.
+  sys.modules['__main__'].__doc__ = cli_checks.help_text(COMMANDS)
   app.run(_main_with_clean_errors, flags_parser=_parse_flags)

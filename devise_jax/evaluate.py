@@ -2,7 +2,9 @@
 
 Every image of the split is counted exactly once (the eval iterator pads the last batch
 and masks it). The result, written to eval.json, holds the metrics, the split, the
-stages' steps and the class lists; per-class metrics are grouped by family.
+stages' steps and the class lists; per-class metrics are grouped by family. Evaluation
+also draws its plots (devise_jax/plots.py) and writes TensorBoard events
+(devise_jax/metric_writer.py).
 """
 
 import numpy as np
@@ -10,8 +12,12 @@ import numpy as np
 from devise_jax import calibration
 from devise_jax import checkpoint
 from devise_jax import evaluators
+from devise_jax import metric_writer
+from devise_jax import plots
 from devise_jax import run as run_lib
 from devise_jax import train
+from devise_jax import vocabulary
+from devise_jax import wordnet
 from devise_jax.evaluators import common
 
 
@@ -21,14 +27,7 @@ def evaluate(run, split=None):
     run = run_lib.Run.load(run)
   config = run.config
   split = split or config.data.eval_split
-  out = run.outputs(split)
-  keep = np.isin(out.labels, np.union1d(run.seen, run.unseen))  # Not excluded classes.
-  rows = lambda x: None if x is None else x[keep]
-  data = evaluators.Data(labels=out.labels[keep], logits=out.logits[keep],
-                         devise=out.devise[keep], label_vectors=run.label_space.vectors,
-                         seen=run.seen, unseen=run.unseen, names=tuple(run.names),
-                         features=out.features[keep], siamese=rows(out.siamese),
-                         class_penalty=class_penalty(run), **calibrate(run))
+  data = evaluation_data(run, split)
   names = tuple(config.get('evals', evaluators.DEFAULT))
   metrics, per_class = {}, {}
   for key, value in evaluators.run_all(names, data, config.eval).items():
@@ -41,7 +40,40 @@ def evaluate(run, split=None):
                 unseen_classes=[run.names[i] for i in run.unseen], **per_class,
                 **{f'{stage}_step': step for stage, step in run.steps.items()})
   checkpoint.save_eval(run.workdir, result)
+  # Pictures in WORKDIR/plots/, and everything as TensorBoard events at stage 2's step.
+  paths = plots.write_all(run, data, split)
+  metric_writer.write_eval(run.workdir, result, run.steps['stage2'], paths)
   return result
+
+
+def evaluation_data(run, split):
+  """The evaluators' `Data` of `run` on `split` (excluded classes' images dropped)."""
+  out = run.outputs(split)
+  keep = np.isin(out.labels, np.union1d(run.seen, run.unseen))
+  rows = lambda x: None if x is None else x[keep]
+  return evaluators.Data(labels=out.labels[keep], logits=out.logits[keep],
+                         devise=out.devise[keep], label_vectors=run.label_space.vectors,
+                         seen=run.seen, unseen=run.unseen, names=tuple(run.names),
+                         features=out.features[keep], siamese=rows(out.siamese),
+                         class_penalty=class_penalty(run), **calibrate(run),
+                         **wordnet_inputs(run))
+
+
+def wordnet_inputs(run):
+  """{synsets, wordnet, vocabulary} when an evaluator of `config.evals` needs them,
+  else {}: each class's `config.data.synsets` entry (None when absent), WordNet 3.0 and
+  the open vocabulary of the run's word vectors (devise_jax/vocabulary.py)."""
+  config = run.config
+  if not set(config.get('evals', evaluators.DEFAULT)) & set(evaluators.NEEDS_WORDNET):
+    return {}
+  mapping = dict(config.data.get('synsets') or {})
+  unknown = sorted(set(mapping) - set(run.names))
+  if unknown:
+    raise ValueError(f'config.data.synsets: unknown class names {unknown}')
+  synsets = tuple(mapping.get(name) for name in run.names)
+  wordnet.check_ids([s for s in synsets if s is not None], 'config.data.synsets')
+  return dict(synsets=synsets, wordnet=wordnet.load(),
+              vocabulary=vocabulary.for_word_vectors(config.word_vectors))
 
 
 def calibrate(run):

@@ -12,12 +12,13 @@ import re
 
 import jax
 import numpy as np
-import PIL.Image
-import PIL.ImageOps
 
 from devise_jax import checkpoint
+from devise_jax import images
 from devise_jax import search
+from devise_jax import vocabulary
 from devise_jax import wordvec
+from devise_jax.evaluators import words_to_images as words_to_images_eval
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.gif', '.bmp', '.webp')
 SPACES = ('devise', 'siamese')
@@ -28,16 +29,6 @@ def gallery_name(split=None, folder=None):
   return re.sub(r'[^A-Za-z0-9_.-]+', '_', raw)
 
 
-def read_image(path):
-  """An RGB uint8 array of any image file PIL reads (EXIF orientation applied)."""
-  try:
-    with PIL.Image.open(path) as image:
-      image = PIL.ImageOps.exif_transpose(image)
-      return np.asarray(image.convert('RGB'))
-  except (OSError, ValueError, PIL.Image.DecompressionBombError) as e:
-    raise ValueError(f'cannot read image {path}: {e}') from None
-
-
 class Searcher:
   """A workdir's models, label space and gallery, for every kind of query."""
 
@@ -45,8 +36,9 @@ class Searcher:
     self.run = run
     self.workdir, self.config = run.workdir, run.config
     self.names, self.unseen, self.label_space = run.names, run.unseen, run.label_space
-    self._vocab = None
+    self._vocab = {}
     self._kv = None
+    self._word_keys = None
     self.gallery_name = gallery or gallery_name(self.config.data.eval_split)
     self.gallery = self.meta = None
     if checkpoint.gallery_exists(self.workdir, self.gallery_name):
@@ -88,7 +80,9 @@ class Searcher:
                  ref=self.meta['refs'][int(i)]) for s, i in zip(scores, ids) if i >= 0]
 
   def labels(self, devise_vector, candidates='classes', k=5):
-    """Top-k labels of one DeViSE vector among 'classes', 'vocab' or a list of phrases.
+    """Top-k labels of one DeViSE vector among 'classes', 'vocab' (WordNet nouns with a
+    word vector; results add their `synset`), 'tokens' (every word-vector token) or a
+    list of phrases.
 
     Over the dataset's classes (seen and unseen competing: generalized zero-shot) the
     ranking uses calibrated stacking when the run has a gamma (`Run.gamma`): each seen
@@ -104,10 +98,15 @@ class Searcher:
       unseen = set(int(i) for i in self.unseen)
       return [dict(label=self.names[i], score=float(cosine[i] - shift[i]),
                    cosine=float(cosine[i]), unseen=int(i) in unseen) for i in order]
-    if isinstance(candidates, str) and candidates == 'vocab':
-      if self._vocab is None:  # Kept on the device: 80 MB not copied per query.
-        self._vocab = jax.device_put(self.kv.get_normed_vectors())
-      names, vectors = self.kv.index_to_key, self._vocab
+    if isinstance(candidates, str) and candidates in ('vocab', 'tokens'):
+      vocab, vectors = self.vocabulary(candidates)
+      scores, ids = search.topk(devise_vector, vectors, k)
+      synsets = self.config.data.get('synsets') or {}
+      unseen = {synsets.get(self.names[i]) or self.names[i] for i in self.unseen}
+      return [dict(label=vocab.labels[int(i)], score=float(s),
+                   unseen=vocab.ids[int(i)] in unseen,
+                   **({'synset': vocab.ids[int(i)]} if candidates == 'vocab' else {}))
+              for s, i in zip(scores, ids)]
     else:
       names = [c.strip() for c in candidates if c.strip()]
       if not names:
@@ -119,6 +118,16 @@ class Searcher:
     return [dict(label=names[int(i)], score=float(s), unseen=names[int(i)] in unseen)
             for s, i in zip(scores, ids)]
 
+  def vocabulary(self, kind='vocab'):
+    """(the `vocabulary.Vocabulary`, its vectors on the device) of 'vocab' (WordNet nouns
+    with a word vector) or 'tokens'; built once (the device copy: 80 MB of GloVe
+    tokens not copied per query)."""
+    if kind not in self._vocab:
+      vocab = (vocabulary.for_word_vectors(self.config.word_vectors, self.kv)
+               if kind == 'vocab' else vocabulary.tokens(self.kv))
+      self._vocab[kind] = vocab, jax.device_put(vocab.vectors)
+    return self._vocab[kind]
+
   def words_to_images(self, words, weights=None, k=5):
     words = [w for w in words if w.strip()]
     if not words:
@@ -126,7 +135,19 @@ class Searcher:
     query = search.combine([self.word_vector(w) for w in words],
                            weights if weights is not None else [1.0] * len(words))
     g = self._require_gallery()
-    return self._results(*search.topk(query, g['devise'], k))
+    if self._word_keys is None:  # The ranking of config.eval.words_to_images.
+      run, classes = self.run, np.union1d(self.run.seen, self.run.unseen)
+      keys = g['devise'] / np.linalg.norm(g['devise'], axis=1, keepdims=True)
+      penalty = words_to_images_eval.image_penalty(
+          keys, run.label_space.vectors[classes], np.isin(classes, run.seen), run.gamma,
+          self.config.eval)
+      self._word_keys = (g['devise'], 1.0) if penalty is None else (
+          jax.device_put(search.with_penalty(keys, penalty)), np.sqrt(2.0))
+    keys, scale = self._word_keys
+    if scale != 1.0:
+      query = np.append(query, 1.0)
+    scores, ids = search.topk(query, keys, k)
+    return self._results(scores * scale, ids)
 
   def similar(self, vector, space='siamese', k=5, exclude_ids=()):
     if space not in SPACES:
@@ -157,7 +178,8 @@ def embed(run, split=None, folder=None):
                    for f in files if f.lower().endswith(IMAGE_SUFFIXES))
     if not paths:
       raise ValueError(f'no images ({", ".join(IMAGE_SUFFIXES)}) under {folder}')
-    devise_vectors, siamese_vectors = searcher.embed_images([read_image(p) for p in paths])
+    devise_vectors, siamese_vectors = searcher.embed_images(
+        [images.decode(p, name=f'image {p}') for p in paths])
     label_names = [os.path.basename(os.path.dirname(p)) for p in paths]
     labels = np.array([run.names.index(n) if n in run.names else -1 for n in label_names])
     refs = [os.path.abspath(p) for p in paths]

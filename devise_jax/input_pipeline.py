@@ -49,10 +49,7 @@ def get_builder(dcfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
     raise ValueError(f'unknown dataset {dcfg.name!r} (not registered in '
                      'tensorflow_datasets)') from None
   _check_features(builder)
-  download_config = None
-  if dcfg.manual_dir:
-    download_config = tfds.download.DownloadConfig(manual_dir=dcfg.manual_dir)
-  builder.download_and_prepare(download_config=download_config)
+  datasets.prepare(builder, dcfg.manual_dir)
   return builder
 
 
@@ -72,8 +69,8 @@ def _check_features(builder: tfds.core.DatasetBuilder) -> None:
 
 
 def class_names(dcfg: ml_collections.ConfigDict) -> list[str]:
-  """Returns the dataset's class names in label-id order."""
-  return list(get_builder(dcfg).info.features['label'].names)
+  """Returns the dataset's class names in label-id order (readable: datasets/)."""
+  return datasets.class_names(get_builder(dcfg))
 
 
 def split_classes(dcfg: ml_collections.ConfigDict,
@@ -111,8 +108,8 @@ def _named_ids(unseen_names: Sequence[str], names: Sequence[str],
   what = 'unseen' if key == 'unseen_classes' else 'excluded'
   unknown = [n for n in unseen_names if n not in names]
   if unknown:
-    raise ValueError(f'unknown {what} classes {unknown}; valid class names: '
-                     f'{list(names)}')
+    raise ValueError(f'config.data.{key}: unknown {what} classes {unknown}; valid class '
+                     f'names: {list(names)}')
   duplicates = sorted({n for n in unseen_names
                        if list(unseen_names).count(n) > 1})
   if duplicates:
@@ -163,13 +160,14 @@ def _check_split(builder: tfds.core.DatasetBuilder, split: str) -> None:
     raise ValueError(f'split {split!r} of dataset {builder.name!r} is empty')
 
 
-def _read(builder: tfds.core.DatasetBuilder, split: str) -> tf.data.Dataset:
-  """Returns this process's share of `split` as {image: bytes, label: int64}.
-
-  In file order; images stay encoded so that shuffling, caching and skipping
-  are cheap and only what is used gets decoded.
+def _read(builder: tfds.core.DatasetBuilder, split: str,
+          dcfg: ml_collections.ConfigDict) -> tf.data.Dataset:
+  """Returns this process's share of `split` as {image: bytes, label: int64}
+  (and `box`, normalised [4], with `dcfg.crop_to_box`). In file order; images
+  stay encoded so that shuffling, caching and skipping are cheap.
   """
   _check_split(builder, split)
+  box = datasets.boxes(builder.name, dcfg.get('crop_to_box', False))
   skip = {'image': tfds.decode.SkipDecoding()}
   if isinstance(builder, tfds.folder_dataset.ImageFolder):
     decoders = skip  # ImageFolder takes no PartialDecoding.
@@ -177,12 +175,13 @@ def _read(builder: tfds.core.DatasetBuilder, split: str) -> tf.data.Dataset:
       raise ValueError('image folders are read by a single process only; '
                        'use a TFDS dataset for multi-process training')
   else:
-    decoders = tfds.decode.PartialDecoding({'image': True, 'label': True},
-                                           decoders=skip)
+    decoders = tfds.decode.PartialDecoding(
+        {'image': True, 'label': True, **(box[0] if box else {})}, decoders=skip)
     if jax.process_count() > 1:
       split = tfds.split_for_jax_process(split)
   ds = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders)
-  return ds.map(lambda ex: {'image': ex['image'], 'label': ex['label']})
+  return ds.map(lambda ex: {'image': ex['image'], 'label': ex['label'],
+                            **({'box': box[1](ex)} if box else {})})
 
 
 def _local_batch_size(batch_size: int) -> int:
@@ -202,9 +201,11 @@ def _deterministic(ds: tf.data.Dataset) -> tf.data.Dataset:
 # Preprocessing.
 
 
-def decode(encoded: tf.Tensor) -> tf.Tensor:
-  """Decodes JPEG or PNG bytes to uint8 [H, W, 3] (gray is replicated)."""
-  return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+def decode(encoded: tf.Tensor, box: tf.Tensor | None = None) -> tf.Tensor:
+  """Decodes JPEG or PNG bytes to uint8 [H, W, 3] (gray is replicated), cropped
+  to the normalised `box` if given."""
+  image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+  return image if box is None else datasets.crop(image, box)
 
 
 def preprocess(image: tf.Tensor, dcfg: ml_collections.ConfigDict, *,
@@ -288,7 +289,7 @@ def train_iterator(dcfg: ml_collections.ConfigDict, *, batch_size: int,
   builder = get_builder(dcfg)
   local_batch = _local_batch_size(batch_size)
   keep = _class_mask(builder, class_ids)
-  ds = _read(builder, dcfg.train_split)
+  ds = _read(builder, dcfg.train_split, dcfg)
   ds = ds.filter(lambda ex: tf.gather(keep, ex['label']))
   if not any(True for _ in ds.take(1)):
     raise ValueError(f'no examples of classes {np.unique(class_ids).tolist()} '
@@ -303,7 +304,7 @@ def train_iterator(dcfg: ml_collections.ConfigDict, *, batch_size: int,
 
   def example(position, ex):
     ex_seed = tf.random.experimental.stateless_fold_in(key, position)
-    image = preprocess(decode(ex['image']), dcfg, train=True, seed=ex_seed)
+    image = preprocess(decode(ex['image'], ex.get('box')), dcfg, train=True, seed=ex_seed)
     return {'image': image, 'label': tf.cast(ex['label'], tf.int32)}
 
   ds = ds.map(example, num_parallel_calls=_AUTOTUNE)
@@ -357,10 +358,10 @@ def eval_iterator(dcfg: ml_collections.ConfigDict, *, split: str,
   """
   builder = get_builder(dcfg)
   local_batch = _local_batch_size(batch_size)
-  ds = _read(builder, split)
+  ds = _read(builder, split, dcfg)
 
   def example(ex):
-    image = preprocess(decode(ex['image']), dcfg, train=False)
+    image = preprocess(decode(ex['image'], ex.get('box')), dcfg, train=False)
     return {'image': image, 'label': tf.cast(ex['label'], tf.int32)}
 
   ds = ds.map(example, num_parallel_calls=_AUTOTUNE)

@@ -258,6 +258,36 @@ def combine(vectors, weights):
   return (total / norm).astype(np.float32)
 
 
+def label_softmax_penalty(keys, label_vectors, beta, shift=None, chunk=65536):
+  """[N] penalty of each unit key for words -> images: (1/beta) * log sum_l
+  exp(beta * (key . label_l - shift_l)) over the label space's unit vectors [L, D].
+
+  Ranking keys by `query . key - penalty` ranks them by the log of a softmax over
+  the labels (Smith et al., 2017's inverted softmax, image side): an image comes
+  first for a word when the word beats the labels it already fits, not when it merely
+  lies in a dense, central region that is near every word (hubness). As beta grows the
+  penalty tends to the key's best label score. `shift` [L] lowers labels' scores
+  (calibrated stacking's gamma on seen classes).
+  """
+  keys = np.asarray(keys, np.float32)
+  labels = np.asarray(label_vectors, np.float64)
+  shift = np.zeros(len(labels)) if shift is None else np.asarray(shift, np.float64)
+  out = np.empty(len(keys))
+  for start in range(0, len(keys), chunk):
+    z = beta * (keys[start:start + chunk] @ labels.T - shift)
+    top = z.max(axis=1)
+    out[start:start + chunk] = (top + np.log(np.exp(z - top[:, None]).sum(axis=1))) / beta
+  return out
+
+
+def with_penalty(keys, penalty):
+  """Keys [N, D + 1] whose `topk` score for a unit query q, times sqrt(2), is
+  `q . key - penalty`: `topk` normalises the query [q, 1] to [q, 1] / sqrt(2), which
+  scales every score alike and keeps the ranking."""
+  return np.concatenate([np.asarray(keys, np.float32),
+                         -np.asarray(penalty, np.float32)[:, None]], axis=1)
+
+
 def algebra(terms, weights, index, k, exclude_ids=()):
   """Top-`k` gallery items nearest the normalised weighted sum of unit `terms`.
 

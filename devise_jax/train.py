@@ -23,14 +23,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax.training import train_state
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import tqdm
 
 from devise_jax import checkpoint
+from devise_jax import config_checks
 from devise_jax import input_pipeline
 from devise_jax import losses
+from devise_jax import metric_writer
+from devise_jax import rollback
 from devise_jax import run as run_lib
 from devise_jax import siamese
+from devise_jax import vocabulary
 from devise_jax import wordvec
 from devise_jax.models import devise
 
@@ -76,24 +81,60 @@ class TrainingError(RuntimeError):
   """Training cannot go on (e.g. a NaN loss)."""
 
 
+# The config keys the label space is built from.
+LABEL_SPACE_KEYS = ('word_vectors', 'data.synsets')
+
+
+def _label_space(config, names):
+  kv = wordvec.load_keyedvectors(config.word_vectors.source, config.word_vectors.format)
+  texts = vocabulary.class_texts(names, dict(config.word_vectors.overrides),
+                                 dict(config.data.get('synsets') or {}),
+                                 config.word_vectors.get('class_text', 'name'))
+  return wordvec.build_label_space(kv, names, texts)
+
+
 def prepare_workdir(config, workdir):
-  """Fixes the run's classes, split and label space in the workdir (once)."""
-  os.makedirs(workdir, exist_ok=True)
-  checkpoint.save_config(workdir, config)
-  if checkpoint.has_classes(workdir):
-    return checkpoint.load_classes(workdir)
+  """Fixes the run's classes, split and label space in the workdir (once).
+
+  A new workdir is claimed only once everything is known to work: the config's values,
+  the classes and split, the word vectors of every class and the readable train split;
+  an existing one must hold a run (`checkpoint.workdir_state`) with a compatible config.
+  """
+  config_checks.check(config)
+  state = checkpoint.workdir_state(workdir)
+  if jax.process_count() > 1:  # Every process looks before any writes (same answer).
+    multihost_utils.sync_global_devices('devise_jax.prepare_workdir')
+  if state == 'run':
+    # Until a stage has trained against the label space (stage 1 and its features
+    # never see it), the word vectors may change: a label-space variant can start
+    # from a finished stage 1 (`devise-jax protocol --reuse_from`).
+    label_free = not any(STAGE_TABLE[s].loss == 'devise'
+                         for s in checkpoint.trained_stages(workdir))
+    checkpoint.save_config(workdir, config, LABEL_SPACE_KEYS if label_free else ())
+    names, seen, unseen, label_space = checkpoint.load_classes(workdir)
+    if label_free:
+      new = _label_space(config, names)
+      if not np.array_equal(new.vectors, label_space.vectors):
+        checkpoint.save_classes(workdir, names, seen, unseen, new)
+        label_space = new
+    return names, seen, unseen, label_space
   names = input_pipeline.class_names(config.data)
   seen, unseen = input_pipeline.split_classes(config.data, config.seed)
-  kv = wordvec.load_keyedvectors(config.word_vectors.source, config.word_vectors.format)
-  label_space = wordvec.build_label_space(kv, names, dict(config.word_vectors.overrides))
-  checkpoint.save_classes(workdir, names, seen, unseen, label_space)
+  label_space = _label_space(config, names)
+  input_pipeline.num_examples(config.data, config.data.train_split)
+  checkpoint.claim(workdir, config, names, seen, unseen, label_space)
   return names, seen, unseen, label_space
 
 
-def make_optimizer(stage, stage_config, params):
-  schedule = optax.warmup_cosine_decay_schedule(
+def learning_rate_schedule(stage_config):
+  """step -> learning rate: linear warm-up, then cosine decay to 0 at num_steps."""
+  return optax.warmup_cosine_decay_schedule(
       0.0, stage_config.learning_rate, stage_config.warmup_steps,
       max(stage_config.num_steps, stage_config.warmup_steps + 1))
+
+
+def make_optimizer(stage, stage_config, params):
+  schedule = learning_rate_schedule(stage_config)
   decay_mask = lambda tree: jax.tree_util.tree_map(lambda p: p.ndim > 1, tree)
   optimizers = {
       'adamw': lambda lr: optax.adamw(lr, weight_decay=stage_config.weight_decay,
@@ -329,13 +370,16 @@ def train_stage(config, workdir, stage, log=print, after_step=None):
   loop = Loop(stage=stage, num_steps=stage_config.num_steps,
               batch_size=stage_config.batch_size, log_every=config.log_every,
               checkpoint_every=config.checkpoint_every, workdir=workdir, mngr=mngr,
-              sharding=sharded, after_step=after_step)
+              sharding=sharded, after_step=after_step,
+              learning_rate=learning_rate_schedule(stage_config), class_names=classes[0],
+              writer=metric_writer.MetricWriter(workdir, stage))
   rng = jax.random.fold_in(jax.random.key(config.seed), STAGES.index(stage) + 1)
   try:
     return loop.run(jax.device_put(state, replicated), step_fn, batches, rng)
   finally:  # Even on an exception, let an in-flight save finish: it is a good step.
     mngr.wait_until_finished()
     mngr.close()
+    loop.writer.close()
 
 
 @dataclasses.dataclass
@@ -350,6 +394,9 @@ class Loop:
   mngr: Any  # The stage's Orbax CheckpointManager.
   sharding: Any  # Where each batch goes (split over the 'data' mesh axis).
   after_step: Callable[[int], None] | None = None
+  learning_rate: Callable[[int], Any] | None = None  # The schedule, logged at log points.
+  class_names: tuple = ()  # Label id -> name (TensorBoard's input images).
+  writer: Any = None  # metric_writer.MetricWriter: metrics.jsonl and event files.
 
   def run(self, state, step_fn, batches, rng):
     """Steps from `state.step` to `num_steps`; returns the final state."""
@@ -358,7 +405,10 @@ class Loop:
                     desc=self.stage, dynamic_ncols=True)
     tick, images = time.perf_counter(), 0
     for step in bar:
-      state, metrics = step_fn(state, shard_batch(next(batches), self.sharding), rng)
+      batch = next(batches)
+      if step == start and 'image' in batch:  # Host data: no device sync.
+        self.writer.write_inputs(step, batch['image'], batch['label'], self.class_names)
+      state, metrics = step_fn(state, shard_batch(batch, self.sharding), rng)
       images += self.batch_size
       done = step + 1
       if done % self.log_every == 0 or done == self.num_steps:
@@ -379,7 +429,9 @@ class Loop:
       raise TrainingError(f'{self.stage}: non-finite metrics at step {done} ({metrics}); '
                           f'the last good checkpoint is step {self.mngr.latest_step()}')
     metrics['images_per_sec'] = images_per_sec
-    checkpoint.append_metrics(self.workdir, dict(stage=self.stage, step=done, **metrics))
+    if self.learning_rate is not None:  # The rate of the step just taken (done - 1).
+      metrics['learning_rate'] = float(self.learning_rate(done - 1))
+    self.writer.write_scalars(done, metrics)
     return metrics
 
   def _save(self, done, state, metrics):
@@ -397,8 +449,10 @@ def train(config, workdir, stages=STAGES, log=print):
   unknown = [s for s in stages if s not in STAGE_TABLE]
   if unknown:
     raise ValueError(f'unknown stages {unknown}; expected some of {list(STAGES)}')
-  for stage in stages:
-    state = train_stage(config, workdir, stage, log)
+  config_checks.check(config, stages, jax.device_count())
+  for stage in stages:  # A stage's failed start leaves the workdir as it was.
+    with rollback.StartGuard(workdir) as guard:
+      state = train_stage(config, workdir, stage, log, after_step=guard.commit)
   value = checkpoint.fingerprint(state.params)
   log(f'params fingerprint: {value}')
   return value

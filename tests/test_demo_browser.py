@@ -28,6 +28,7 @@ from selenium.webdriver.common.keys import Keys  # pylint: disable=wrong-import-
 from selenium.webdriver.support.ui import WebDriverWait  # pylint: disable=wrong-import-position
 
 # pylint: disable=wrong-import-position
+from devise_jax import plots
 from devise_jax.demo import images
 # The module's demo server and the library's answers: test_demo's fixtures.
 from test_demo import demo_workdir, library, server  # pylint: disable=unused-import
@@ -228,17 +229,44 @@ def _algebra(browser, wait, library):
   _screenshot(browser, 'algebra')
 
 
+def _results(browser, wait, server):
+  """Every plot of the workdir is shown, each picture loaded (and not blank)."""
+  names = [os.path.splitext(os.path.basename(p))[0]
+           for p, _ in plots.existing(server.backend.workdir)]
+  assert set(plots.EVAL_PLOTS) <= {f'{n}.png' for n in names}
+  _tab(browser, wait, 'Results', f'plot-{names[0]}')
+  loaded = lambda d, n: d.execute_script(
+      "const i = document.querySelector(`#plot-${arguments[0]} img`);"
+      "return i && i.complete ? i.naturalWidth : 0;", n)
+  for name in names:
+    browser.execute_script('document.getElementById(arguments[0]).scrollIntoView()',
+                           f'plot-{name}')
+    wait.until(lambda d, n=name: loaded(d, n) > 100)
+  _screenshot(browser, 'results')
+
+
+def _api_docs(browser, wait, server):
+  """The REST API's Swagger UI renders its five routes (from local files)."""
+  browser.get(server.url + 'docs')
+  wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, '.opblock')) == 5)
+  _screenshot(browser, 'api_docs')
+
+
 def test_every_tab_shows_the_library_answers(browser, server, library, tmp_path):
   wait = WebDriverWait(browser, 60)
   browser.get(server.url)
   wait.until(lambda d: d.find_elements(By.ID, 'zs-predict'))
   tabs = [t.text for t in browser.find_elements(By.CSS_SELECTOR, 'button[role="tab"]')]
   assert tabs == ['Zero-shot prediction', 'Search by words', 'Similar images',
-                  'Puppy algebra', 'About']
+                  'Puppy algebra', 'Results', 'About']
   _zero_shot(browser, wait, server, library, tmp_path)
   _search_words(browser, wait, library)
   _similar(browser, wait, library)
   _algebra(browser, wait, library)
+  _results(browser, wait, server)
+  _api_docs(browser, wait, server)
+  browser.get(server.url)
+  wait.until(lambda d: d.find_elements(By.ID, 'zs-predict'))
   _tab(browser, wait, 'About', 'about-text')
   about = _text(browser, 'about-text')
   for stage, step in library.run.steps.items():

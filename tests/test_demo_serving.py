@@ -122,7 +122,9 @@ def test_concurrent_requests_all_get_their_answers(library, client):
 def test_a_workdir_without_gallery_still_serves_zero_shot(reference_run, tmp_path,
                                                           pictures, library):
   _, reference, _ = reference_run
-  shutil.copytree(reference, tmp_path / 'run', ignore=shutil.ignore_patterns('gallery'))
+  # Without calibration.json, like the `library` fixture's workdir (same gamma: none).
+  shutil.copytree(reference, tmp_path / 'run',
+                  ignore=shutil.ignore_patterns('gallery', 'calibration.json'))
   backend = handlers.Backend(str(tmp_path / 'run'))
   assert backend.searcher.gallery is None and backend.gallery_size() == 0
   app.build_app(backend.workdir, backend=backend)  # The page builds (no pickers).
@@ -167,3 +169,46 @@ def test_the_demo_is_installed_as_a_subpackage(tmp_path):
   found = {'.'.join(p.parent.relative_to(ROOT).parts)
            for p in (ROOT / 'devise_jax').rglob('__init__.py')}
   assert listed == found | {'devise_jax.demo'}
+
+
+def test_an_image_given_as_a_url_is_refused_without_fetching(client, monkeypatch):
+  """`handle_file('http://...')` reaches the server as a URL: the caller gets one line
+  saying to upload the file, and the server sends no request (neither to the local HTTP
+  server named in the URL nor through Gradio's downloader)."""
+  import http.server  # pylint: disable=import-outside-toplevel
+  import threading  # pylint: disable=import-outside-toplevel
+  from gradio import processing_utils  # pylint: disable=import-outside-toplevel
+  requests = []
+
+  class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # pylint: disable=invalid-name
+      requests.append(self.path)
+      self.send_response(404)
+      self.end_headers()
+
+    def log_message(self, *args):
+      pass
+
+  def no_download(url, *args, **kwargs):
+    requests.append(url)
+    raise AssertionError('the server tried to download ' + url)
+  monkeypatch.setattr(processing_utils, 'async_ssrf_protected_download', no_download)
+  monkeypatch.setattr(processing_utils, 'ssrf_protected_download', no_download)
+  httpd = http.server.HTTPServer(('127.0.0.1', 0), Handler)
+  thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+  thread.start()
+  try:
+    url = f'http://127.0.0.1:{httpd.server_address[1]}/cat.png'
+    for endpoint, args in (('zero_shot', dict(image=handle_file(url), gallery_id=None,
+                                              candidates='classes', labels='', k=3)),
+                           ('similar', dict(image=handle_file(url), gallery_id=None,
+                                            space='siamese', k=3))):
+      with pytest.raises(gradio_client.exceptions.AppError) as info:
+        client.predict(api_name=f'/{endpoint}', **args)
+      text = str(info.value)
+      assert 'is a URL: give the image as an uploaded or local file' in text
+      assert '\n' not in text.strip() and 'Traceback' not in text
+  finally:
+    httpd.shutdown()
+    httpd.server_close()
+  assert requests == []

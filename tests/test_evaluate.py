@@ -1,10 +1,13 @@
 """Evaluation metrics against plain loops and toy cases whose answer is known."""
 
+import math
+
 import ml_collections
 import numpy as np
 import pytest
 
 from devise_jax import evaluators
+from devise_jax import search
 from devise_jax.evaluators import common
 from devise_jax.evaluators import conse
 
@@ -145,3 +148,44 @@ def test_penalty_shifts_zero_shot_scores():
   fixed = dict(evaluators.EVALUATORS['zero_shot'](
       evaluators.Data(class_penalty=penalty, **kw), cfg))
   assert plain['zsl_top1'] == 0.5 and fixed['zsl_top1'] == 1.0
+
+
+def test_label_softmax_penalty_against_a_loop():
+  rng = np.random.default_rng(0)
+  keys, labels = _unit(rng.normal(size=(7, 4))), _unit(rng.normal(size=(3, 4)))
+  shift = np.array([0.2, 0.0, 0.0])
+  got = search.label_softmax_penalty(keys, labels, beta=5.0, shift=shift, chunk=3)
+  for key, value in zip(keys, got):
+    total = sum(math.exp(5.0 * (float(key @ label) - s)) for label, s in zip(labels, shift))
+    assert value == pytest.approx(math.log(total) / 5.0, abs=1e-6)
+  # Through topk: scores (times sqrt 2) are query . key - penalty, best first.
+  query = labels[1]
+  scores, ids = search.topk(np.append(query, 1.0), search.with_penalty(keys, got), 7)
+  want = keys @ query - got
+  np.testing.assert_array_equal(ids, np.argsort(-want))
+  np.testing.assert_allclose(scores * np.sqrt(2.0), want[ids], atol=1e-5)
+
+
+def test_words_to_images_label_softmax_demotes_hubs():
+  # Words a and b share their third axis. Ten 'hub' images of class b lie on that axis
+  # (cosine 0.707 with both words); ten class-a images at [1, 0.5, 0] (cosine <= 0.632
+  # with a, 0.316 with b). By cosine, a's top 10 are the hubs (precision 0); by the label
+  # softmax at beta 10 a hub scores -ln(2)/10 = -0.069 and a class-a image
+  # -ln(1 + e^-3.16)/10 = -0.004, so a's top 10 are its own images (precision 1).
+  words = _unit(np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]))
+  class_a = [[1.0, 0.5 + 0.01 * i, 0.0] for i in range(10)]
+  hubs = [[0.001 * i, 0.0, 1.0] for i in range(10)]
+  class_b = [[0.0, 1.0, 0.2 + 0.01 * i] for i in range(10)]
+  data = evaluators.Data(labels=np.array([0] * 10 + [1] * 20), logits=np.zeros((30, 1)),
+                         devise=np.array(class_a + hubs + class_b), label_vectors=words,
+                         seen=np.array([0]), unseen=np.array([1]), names=('a', 'b'))
+  cosine = dict(evaluators.EVALUATORS['words_to_images'](data, None))
+  assert cosine['words_to_images_seen_precision@10'] == 0.0
+  cfg = ml_collections.ConfigDict(dict(words_to_images='label_softmax',
+                                       label_softmax_beta=10.0))
+  softmax = dict(evaluators.EVALUATORS['words_to_images'](data, cfg))
+  assert softmax['words_to_images_seen_precision@10'] == 1.0
+  assert softmax['words_to_images_unseen_precision@10'] == 1.0
+  with pytest.raises(ValueError, match='config.eval.words_to_images'):
+    dict(evaluators.EVALUATORS['words_to_images'](
+        data, ml_collections.ConfigDict(dict(words_to_images='csls'))))

@@ -15,6 +15,7 @@ from devise_jax import checkpoint
 from devise_jax import gallery
 from devise_jax import run as run_lib
 from devise_jax import search
+from devise_jax import vocabulary
 
 
 @pytest.fixture(scope='module')
@@ -62,6 +63,29 @@ def test_words_to_images_cli_matches_numpy(workdir):
     assert r['ref'].endswith(f"/{r['id']}")
 
 
+def test_words_to_images_label_softmax_ranking_matches_a_loop(workdir):
+  run = run_lib.Run.load(workdir)
+  run.config.eval.words_to_images = 'label_softmax'
+  run.config.eval.label_softmax_beta = 10.0
+  run.config.eval.label_softmax_calibrated = True
+  run.gamma = 0.05  # Seen classes' scores lowered by 0.05 in the penalty.
+  searcher = gallery.Searcher(run)
+  result = searcher.words_to_images(['trouser'], k=6)
+  query = searcher.word_vector('trouser')
+  keys = searcher.gallery['devise'].astype(np.float64)
+  keys /= np.linalg.norm(keys, axis=1, keepdims=True)
+  classes = sorted(set(run.seen) | set(run.unseen))
+  want = []
+  for x in keys:
+    total = sum(np.exp(10.0 * (x @ run.label_space.vectors[c] - 0.05 * (c in run.seen)))
+                for c in classes)
+    want.append(x @ query - np.log(total) / 10.0)
+  want = np.array(want)
+  assert [r['id'] for r in result] == list(np.argsort(-want, kind='stable')[:6])
+  np.testing.assert_allclose([r['score'] for r in result], np.sort(want)[::-1][:6],
+                             atol=1e-5)
+
+
 def test_algebra_never_returns_its_inputs(workdir):
   searcher = gallery.Searcher(run_lib.Run.load(workdir))
   emb = searcher.gallery['siamese']
@@ -86,9 +110,14 @@ def test_image_to_labels_marks_unseen_and_vocab_works(workdir):
   if searcher.run.gamma is not None:  # Calibrated stacking lowers the seen classes.
     scores[searcher.run.seen] -= searcher.run.gamma
   assert by_class[0]['label'] == searcher.names[int(np.argmax(scores))]
-  vocab = searcher.labels(vector, 'vocab', k=3)
+  tokens = searcher.labels(vector, 'tokens', k=3)
   kv_scores = searcher.kv.get_normed_vectors() @ vector
-  assert vocab[0]['label'] == searcher.kv.index_to_key[int(np.argmax(kv_scores))]
+  assert tokens[0]['label'] == searcher.kv.index_to_key[int(np.argmax(kv_scores))]
+  # 'vocab': WordNet nouns with a vector (their vectors: tests/test_wordnet.py).
+  nouns = vocabulary.for_word_vectors(searcher.config.word_vectors)
+  best = int(np.argmax(nouns.vectors @ vector))
+  vocab = searcher.labels(vector, 'vocab', k=3)
+  assert (vocab[0]['synset'], vocab[0]['label']) == (nouns.ids[best], nouns.labels[best])
   listed = searcher.labels(vector, ['boot', 'shirt'], k=2)
   assert {r['label'] for r in listed} == {'boot', 'shirt'}
 

@@ -1,12 +1,15 @@
 """The protocol's split sampler, its validation twin, and a tiny protocol end to end."""
 
 import json
+import os
 
 import numpy as np
 import pytest
 
 from devise_jax import input_pipeline
 from devise_jax import protocol
+from devise_jax import run as run_lib
+from devise_jax import train
 from conftest import load_config
 
 
@@ -66,3 +69,34 @@ def test_tiny_protocol_end_to_end(tiny_config, tmp_path):
   run = val['runs'][0]
   assert run['excluded'] == ['Sandal', 'Shirt', 'Ankle boot']
   assert not set(run['unseen']) & set(run['excluded'])
+
+
+def test_label_space_variant_reuses_stage_one(tiny_config, tmp_path):
+  from devise_jax import wordvec  # pylint: disable=g-import-not-at-top
+  base = tmp_path / 'base'
+  config = tiny_config.copy_and_resolve_references()
+  config.word_vectors.class_text = 'name'
+  protocol.run_protocol(config, str(base), num_splits=1, seeds=[0], num_unseen=3,
+                        stages=('stage1',), log=lambda m: None)
+  before = (base / 'split0_seed0' / 'label_space.npz').read_bytes()
+  config.word_vectors.class_text = 'synset'
+  protocol.run_protocol(config, str(tmp_path / 'variant'), num_splits=1, seeds=[0],
+                        num_unseen=3, reuse_from=str(base), log=lambda m: None)
+  run = run_lib.Run.load(str(tmp_path / 'variant' / 'split0_seed0'))
+  kv = wordvec.load_keyedvectors(config.word_vectors.source)
+  # Bag's synset is {bag, handbag, pocketbook, purse}: the class vector is the unit mean
+  # of the unit vectors of its name and those lemmas.
+  units = [kv[w] / np.linalg.norm(kv[w]) for w in ('bag', 'bag', 'handbag', 'pocketbook',
+                                                 'purse')]
+  want = np.mean(units, axis=0)
+  np.testing.assert_allclose(run.label_space.vectors[run.names.index('Bag')],
+                             want / np.linalg.norm(want), atol=1e-5)
+  assert (base / 'split0_seed0' / 'label_space.npz').read_bytes() == before
+  metadata = lambda d: next((d / 'split0_seed0' / 'checkpoints' / 'stage1').rglob(
+      '_CHECKPOINT_METADATA'))
+  # Stage 1 itself is the base's (hard links), not retrained.
+  assert os.path.samefile(metadata(base), metadata(tmp_path / 'variant'))
+  # Once stage 2 has trained against it, the label space is fixed.
+  config.word_vectors.class_text = 'synset_hypernyms'
+  with pytest.raises(Exception, match='word_vectors.class_text'):
+    train.prepare_workdir(config, str(tmp_path / 'variant' / 'split0_seed0'))

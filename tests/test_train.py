@@ -142,7 +142,7 @@ def test_cli_errors_are_one_line(tmp_path):
   proc = _cli('eval', '--workdir', str(tmp_path / 'empty'))
   assert proc.returncode == 1
   last = proc.stderr.strip().splitlines()[-1]
-  assert last.startswith('devise-jax: error:') and 'config.json is missing' in last
+  assert last.startswith('devise-jax: error:') and 'holds no devise-jax run' in last
 
 
 def test_nan_loss_stops_training_naming_the_step_and_saves_nothing(tiny_config, tmp_path):

@@ -12,6 +12,7 @@ import numpy as np
 
 from devise_jax.evaluators import calibrated
 from devise_jax.evaluators import conse
+from devise_jax.evaluators import hierarchy
 from devise_jax.evaluators import image_retrieval
 from devise_jax.evaluators import words_to_images
 from devise_jax.evaluators import zero_shot
@@ -33,6 +34,10 @@ class Data:
   gamma_conse: float | None = None  # data (devise_jax/calibration.py); None: none.
   # [C] subtracted from every DeViSE class score (hubness reduction, CSLS); None: 0.
   class_penalty: np.ndarray | None = None
+  # For the WordNet evaluators (NEEDS_WORDNET; evaluate.py loads them when named):
+  synsets: tuple = ()  # Each class's WordNet noun id ('n04199027') or None.
+  wordnet: object = None  # A devise_jax.wordnet.WordNet.
+  vocabulary: object = None  # The open vocabulary (devise_jax.vocabulary.Vocabulary).
 
   def scores(self):
     """DeViSE class scores [N, C]: dot products with the unit label vectors (cosines
@@ -49,9 +54,12 @@ EVALUATORS = {
     'conse': conse.conse,
     'retrieval': image_retrieval.retrieval,
     'words_to_images': words_to_images.words_to_images,
+    'open_vocab': hierarchy.open_vocab,
+    'hierarchy': hierarchy.hierarchy,
 }
 DEFAULT = ('zero_shot', 'gzsl', 'gzsl_calibrated', 'conse', 'seen_hit', 'retrieval',
            'words_to_images')
+NEEDS_WORDNET = ('open_vocab', 'hierarchy')
 
 
 def run_all(names, data, cfg):

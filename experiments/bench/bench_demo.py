@@ -5,7 +5,7 @@
 Starts the demo (`devise_jax.demo.app.launch`) in a separate process on a free port of
 127.0.0.1, waits for it, then times `Client.predict(..., api_name='/zero_shot')` one
 request at a time: an uploaded 28x28 PNG (a gallery image) with the dataset's classes
-and with the whole word-vector vocabulary as candidates, and a gallery image by id (no
+and with every raw word-vector token ('tokens', 400k) as candidates, and a gallery image by id (no
 upload).
 Each request is timed end to end as a client sees it (upload, queue, model, search,
 answer). After `--warmup` untimed requests per case, `--requests` timed ones give p50
@@ -125,7 +125,7 @@ def main():
         ('upload, candidates = classes', lambda: client.predict(
             handle_file(path), -1, 'classes', '', 5, api_name='/zero_shot')),
         ('upload, candidates = vocabulary', lambda: client.predict(
-            handle_file(path), -1, 'vocab', '', 5, api_name='/zero_shot')),
+            handle_file(path), -1, 'tokens', '', 5, api_name='/zero_shot')),
         ('gallery id, candidates = classes', lambda: client.predict(
             None, args.gallery_id, 'classes', '', 5, api_name='/zero_shot')),
     ]
@@ -150,7 +150,7 @@ def main():
         ('raw HTTP (httpx: upload + /gradio_api/call), classes',
          lambda: raw_http('classes')),
         ('raw HTTP (httpx: upload + /gradio_api/call), vocabulary',
-         lambda: raw_http('vocab')),
+         lambda: raw_http('tokens')),
     ]
     if backend is not None and not args.no_local:
       zero_shot = handlers.make_handlers(backend)['zero_shot']
@@ -159,7 +159,7 @@ def main():
           ('in-process handler, no HTTP: classes',
            lambda: zero_shot(path, -1, 'classes', '', 5)),
           ('in-process handler, no HTTP: vocabulary',
-           lambda: zero_shot(path, -1, 'vocab', '', 5)),
+           lambda: zero_shot(path, -1, 'tokens', '', 5)),
           ('decode + embed only (images.decode, Run.encode_images + Run.devise)',
            lambda: run.devise(run.encode_images([images.decode(path)]))),
       ]

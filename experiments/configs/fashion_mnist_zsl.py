@@ -46,6 +46,21 @@ def get_config(arg=None):
   config.data.unseen_classes = ('Sandal', 'Shirt', 'Ankle boot')
   config.data.unseen_fraction = 0.0  # Used only when unseen_classes is empty.
   config.data.exclude_classes = ()  # Neither seen nor unseen (validation protocol).
+  # Class name -> WordNet 3.0 noun synset id (or None), for the WordNet evaluators
+  # (open_vocab, hierarchy). Each is the clothing sense of the name, read from the
+  # glosses in /usr/share/wordnet/data.noun: T-shirt/top is {jersey, T-shirt, tee shirt}
+  # ("a close-fitting pullover shirt"; WordNet's 'top' senses are lids, toys and
+  # tents); Trouser is {trouser, pant}, the garment (not 'trouser', the part of one);
+  # Dress is {dress, frock}, "a one-piece garment for a woman" (not attire or clothes in
+  # general); Coat is the outer garment (not a coat of paint); Bag is {bag, handbag,
+  # pocketbook, purse}, the accessory Fashion-MNIST's bags are (not any container);
+  # WordNet has no ankle boot: Ankle boot is boot.n.01, "footwear that covers the whole
+  # foot and lower leg" (its other senses are a car's boot, a kick, ...).
+  config.data.synsets = ml_collections.ConfigDict({
+      'T-shirt/top': 'n03595614', 'Trouser': 'n04489008', 'Pullover': 'n04021028',
+      'Dress': 'n03236735', 'Coat': 'n03057021', 'Sandal': 'n04133789',
+      'Shirt': 'n04197391', 'Sneaker': 'n03472535', 'Bag': 'n02774152',
+      'Ankle boot': 'n02872752'})
   config.data.shuffle_buffer = 10_000
   config.data.cache = True  # Cache the encoded images in memory (small datasets only).
 
@@ -54,6 +69,11 @@ def get_config(arg=None):
   config.word_vectors.format = ''  # '' = infer; or word2vec_bin, word2vec_text, glove_text,
   # fasttext_vec, fasttext_bin.
   config.word_vectors.overrides = ml_collections.ConfigDict()  # Class name -> phrase.
+  # A class's vector: its 'name', or averaged with its WordNet synset's lemmas ('synset')
+  # and its hypernyms' ('synset_hypernyms'), from data.synsets. Validation protocol
+  # (experiments/label_space_sweep.py): zero-shot 0.710 with 'synset', 0.602 'name',
+  # 0.600 'synset_hypernyms'.
+  config.word_vectors.class_text = 'synset'
 
   config.model = ml_collections.ConfigDict()
   config.model.name = 'squeezenet1_1'  # or 'squeezenet1_0'.
@@ -111,7 +131,7 @@ def get_config(arg=None):
 
   # Evaluators run by `devise-jax eval`, in order (devise_jax/evaluators/__init__.py).
   config.evals = ('zero_shot', 'gzsl', 'gzsl_calibrated', 'conse', 'seen_hit', 'retrieval',
-                  'words_to_images')
+                  'words_to_images', 'open_vocab')
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 500
   config.eval.conse_top_t = 5  # ConSE's T: how many seen labels are combined.
@@ -120,6 +140,21 @@ def get_config(arg=None):
   # training images) from DeViSE class scores; 'none': plain cosines.
   config.eval.hubness = 'none'
   config.eval.csls_k = 10
+  # WordNet evaluators (devise_jax/evaluators/hierarchy.py): flat hit@k and hierarchical
+  # precision@k. open_vocab: over every WordNet noun with a word vector; hierarchy:
+  # over label_sets ('seen', 'unseen', 'all', 'N-hop', each optionally '+seen'), only
+  # synsets listed in the file `restrict` (e.g. ImageNet-21K ids) when it is given.
+  config.eval.open_vocab_k = (1, 5, 10)
+  config.eval.hierarchy_k = (1, 2, 5, 10, 20)
+  config.eval.label_sets = ('2-hop', '3-hop')
+  config.eval.restrict = ''
+  # Words -> images ranking (evaluation and galleries): 'cosine', or 'label_softmax':
+  # cosine less the image's log-sum-exp over the class words at temperature beta
+  # (devise_jax/search.py `label_softmax_penalty`), optionally with the seen classes
+  # lowered by calibrated stacking's gamma.
+  config.eval.words_to_images = 'cosine'
+  config.eval.label_softmax_beta = 10.0
+  config.eval.label_softmax_calibrated = False
 
   if arg == 'tiny':
     config.data.train_split = 'train[:512]'

@@ -1,0 +1,88 @@
+"""Checks of a config's values before a run starts: one line naming the key at fault.
+
+`check(config)` refuses counts, sizes and rates that cannot work (a batch of -1, 0
+steps, a negative learning rate, a batch that does not divide over the devices) as
+`--config.KEY=VALUE: what it must be`, the way it is typed on the command line, before
+anything is written to a workdir. Choices (optimizers, losses, models) are checked by
+the modules that own them; the start of a run is guarded (`devise_jax/rollback.py`),
+so a value that fails there leaves no trace either.
+"""
+
+import math
+import numbers
+
+STAGES = ('stage1', 'stage2', 'stage3')
+# key -> (test, what it must be). Keys a config lacks are skipped.
+_POSITIVE_INT = (lambda v: _is_int(v) and v > 0, 'must be a positive integer')
+_NON_NEGATIVE_INT = (lambda v: _is_int(v) and v >= 0, 'must be an integer >= 0')
+_NON_NEGATIVE = (lambda v: _is_number(v) and v >= 0, 'must be a finite number >= 0')
+_PROBABILITY = (lambda v: _is_number(v) and 0 <= v < 1, 'must be a number in [0, 1)')
+RULES = {
+    'seed': _NON_NEGATIVE_INT,
+    'log_every': _POSITIVE_INT,
+    'checkpoint_every': _POSITIVE_INT,
+    'keep_checkpoints': _POSITIVE_INT,
+    'data.image_size': (lambda v: _is_int(v) and v >= 32,
+                        'must be an integer >= 32 (SqueezeNet needs 32)'),
+    'data.crop_padding': _NON_NEGATIVE_INT,
+    'data.mean': (lambda v: _triple(v, 0), 'must be 3 finite numbers (one per channel)'),
+    'data.std': (lambda v: _triple(v, 1e-12), 'must be 3 positive numbers (one per channel)'),
+    'data.shuffle_buffer': _POSITIVE_INT,
+    'data.unseen_fraction': _PROBABILITY,
+    'model.dropout': _PROBABILITY,
+    'eval.batch_size': _POSITIVE_INT,
+    'stage2.margin': _NON_NEGATIVE,
+    'stage2.vocab_negatives': _NON_NEGATIVE_INT,
+    'stage2.image_ranking_weight': _NON_NEGATIVE,
+    'stage2.encoder_lr_scale': _NON_NEGATIVE,
+    'stage3.classes_per_batch': (lambda v: _is_int(v) and v >= 2,
+                                 'must be an integer >= 2'),
+    'stage3.margin': _NON_NEGATIVE,
+}
+for _stage in STAGES:
+  RULES.update({f'{_stage}.num_steps': _POSITIVE_INT, f'{_stage}.batch_size': _POSITIVE_INT,
+                f'{_stage}.learning_rate': _NON_NEGATIVE,
+                f'{_stage}.warmup_steps': _NON_NEGATIVE_INT,
+                f'{_stage}.weight_decay': _NON_NEGATIVE})
+
+
+def _is_int(value):
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value):
+  return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and math.isfinite(value))
+
+
+def _triple(value, low):
+  return (isinstance(value, (tuple, list)) and len(value) == 3
+          and all(_is_number(v) and (v >= low if low else True) for v in value))
+
+
+def _get(config, key):
+  node = config
+  for part in key.split('.'):
+    if not hasattr(node, 'get') or part not in node:
+      return _MISSING
+    node = node[part]
+  return node
+
+
+_MISSING = object()
+
+
+def check(config, stages=STAGES, device_count=None):
+  """Raises ValueError naming the first bad value among `stages` and the common keys."""
+  for key, (test, must) in RULES.items():
+    stage = key.split('.')[0]
+    if stage in STAGES and stage not in stages:
+      continue
+    value = _get(config, key)
+    if value is not _MISSING and not test(value):
+      raise ValueError(f'--config.{key}={value!r}: {must}')
+  for stage in stages:
+    batch = _get(config, f'{stage}.batch_size')
+    if device_count and batch is not _MISSING and batch % device_count:
+      raise ValueError(f'--config.{stage}.batch_size={batch}: does not divide over '
+                       f'{device_count} devices; use a multiple of {device_count}')
