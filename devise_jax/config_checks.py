@@ -6,12 +6,24 @@ steps, a negative learning rate, a batch that does not divide over the devices) 
 anything is written to a workdir. Choices (optimizers, losses, models) are checked by
 the modules that own them; the start of a run is guarded (`devise_jax/rollback.py`),
 so a value that fails there leaves no trace either.
+
+`load_config_file` is how scripts and recipes read a config file outside the CLI (a
+recipe builds on the embedded default's config this way).
 """
 
+import importlib.util
 import math
 import numbers
 
 STAGES = ('stage1', 'stage2', 'stage3')
+
+
+def load_config_file(path, variant=None):
+  """`get_config(variant)` of the config file `path`, as `devise-jax --config` reads it."""
+  spec = importlib.util.spec_from_file_location('devise_jax_config_file', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(variant)
 # key -> (test, what it must be). Keys a config lacks are skipped.
 _POSITIVE_INT = (lambda v: _is_int(v) and v > 0, 'must be a positive integer')
 _NON_NEGATIVE_INT = (lambda v: _is_int(v) and v >= 0, 'must be an integer >= 0')

@@ -15,6 +15,7 @@ import os
 import time
 
 from devise_jax import checkpoint
+from devise_jax import config_checks
 from devise_jax import protocol
 from devise_jax import run as run_lib
 
@@ -40,12 +41,9 @@ COLUMNS = ('zsl_top1', 'conse_zsl_top1', 'gzsl_calibrated_h', 'conse_gzsl_calibr
 
 
 def load_config(path):
-  spec = path.split(':', 1)
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  module_spec = importlib.util.spec_from_file_location('config', spec[0])
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(spec[1] if len(spec) > 1 else None)
+  """The config of `FILE[:VARIANT]`."""
+  file, _, variant = path.partition(':')
+  return config_checks.load_config_file(file, variant or None)
 
 
 def _override(config, overrides):

@@ -13,7 +13,6 @@ os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '.cache', 'jax'))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 
-import importlib.util
 import pathlib
 
 import pytest
@@ -24,10 +23,8 @@ FMNIST_CONFIG = ROOT / 'experiments' / 'configs' / 'fashion_mnist_zsl.py'
 
 def load_config(path=FMNIST_CONFIG, variant=None):
   """`get_config(variant)` of a config file, as `devise-jax --config` loads it."""
-  spec = importlib.util.spec_from_file_location('config_under_test', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant)
+  from devise_jax import config_checks
+  return config_checks.load_config_file(path, variant)
 
 
 @pytest.fixture(scope='session')

@@ -26,8 +26,9 @@ on `tfds.testing.mock_data` (seconds).
 Nothing below was tuned on CIFAR-100; choose with `devise-jax protocol --validation`.
 """
 
-import importlib.util
 import os
+
+from devise_jax import config_checks
 
 # Split 0 of protocol.draw_splits(100, 20, 1, seed=0) over
 # devise_jax.datasets.cifar100.FINE_LABELS.
@@ -38,11 +39,8 @@ UNSEEN = ('aquarium_fish', 'bear', 'bee', 'camel', 'clock', 'crab', 'leopard', '
 
 def _base_config():
   """The embedded default's config: every field, with its comment there."""
-  path = os.path.join(os.path.dirname(__file__), 'fashion_mnist_zsl.py')
-  spec = importlib.util.spec_from_file_location('fashion_mnist_zsl', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_checks.load_config_file(
+      os.path.join(os.path.dirname(__file__), 'fashion_mnist_zsl.py'))
 
 
 def get_config(arg=None):

@@ -47,9 +47,9 @@ tests/test_recipes.py runs on `tfds.testing.mock_data` (seconds).
 Nothing below was tuned on ImageNet; choose with `devise-jax protocol --validation`.
 """
 
-import importlib.util
 import os
 
+from devise_jax import config_checks
 from devise_jax import protocol
 from devise_jax import wordnet
 from devise_jax.datasets import imagenet
@@ -59,11 +59,8 @@ NUM_UNSEEN = 200
 
 def _base_config():
   """The embedded default's config: every field, with its comment there."""
-  path = os.path.join(os.path.dirname(__file__), 'fashion_mnist_zsl.py')
-  spec = importlib.util.spec_from_file_location('fashion_mnist_zsl', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_checks.load_config_file(
+      os.path.join(os.path.dirname(__file__), 'fashion_mnist_zsl.py'))
 
 
 def get_config(arg=None):
