@@ -4,9 +4,10 @@
 data read, the model built and compiled) under a guard that is committed once the
 stage's first step is done. Until then an exception undoes what the start wrote: the
 files it created are removed and the ones it rewrote (the marker, config.json, the
-classes and label space, the .jsonl logs) get their old bytes back; a workdir that was new is removed (emptied, if
-the directory existed). Two folders are kept: quarantine/ (checkpoints moved aside on
-resume, never deleted) and features/ (a correct cache). A step done, the run exists:
+classes and label space, the .jsonl logs) get their old bytes back; a workdir that was
+new is removed (emptied, if the directory existed). Two folders are kept: quarantine/
+(checkpoints moved aside on resume, never deleted) and features/ (a correct cache).
+A step done, the run exists:
 a later failure (a NaN loss, Ctrl-C) keeps what was written, and the run resumes.
 In a multi-process run only process 0 (the one that writes the run files) undoes.
 """
