@@ -85,14 +85,6 @@ class TrainingError(RuntimeError):
 LABEL_SPACE_KEYS = ('word_vectors', 'data.synsets')
 
 
-def _label_space(config, names):
-  kv = wordvec.load_keyedvectors(config.word_vectors.source, config.word_vectors.format)
-  texts = vocabulary.class_texts(names, dict(config.word_vectors.overrides),
-                                 dict(config.data.get('synsets') or {}),
-                                 config.word_vectors.get('class_text', 'name'))
-  return wordvec.build_label_space(kv, names, texts)
-
-
 def prepare_workdir(config, workdir):
   """Fixes the run's classes, split and label space in the workdir (once).
 
@@ -113,14 +105,14 @@ def prepare_workdir(config, workdir):
     checkpoint.save_config(workdir, config, LABEL_SPACE_KEYS if label_free else ())
     names, seen, unseen, label_space = checkpoint.load_classes(workdir)
     if label_free:
-      new = _label_space(config, names)
+      new = vocabulary.label_space(config, names)
       if not np.array_equal(new.vectors, label_space.vectors):
         checkpoint.save_classes(workdir, names, seen, unseen, new)
         label_space = new
     return names, seen, unseen, label_space
   names = input_pipeline.class_names(config.data)
   seen, unseen = input_pipeline.split_classes(config.data, config.seed)
-  label_space = _label_space(config, names)
+  label_space = vocabulary.label_space(config, names)
   input_pipeline.num_examples(config.data, config.data.train_split)
   checkpoint.claim(workdir, config, names, seen, unseen, label_space)
   return names, seen, unseen, label_space

@@ -141,3 +141,13 @@ def class_texts(names, overrides, synsets, kind, wn=None):
     lemmas = [lemma for r in rows for lemma in wn.lemmas[r] if ',' not in lemma]
     texts[name] = ', '.join([name] + list(dict.fromkeys(lemmas)))
   return texts
+
+
+def label_space(config, names, kv=None):
+  """The run's `wordvec.LabelSpace` of `names`: the config's word vectors, overrides,
+  `word_vectors.class_text` and `data.synsets`."""
+  wv = config.word_vectors
+  kv = kv or wordvec.load_keyedvectors(wv.source, wv.format)
+  texts = class_texts(names, dict(wv.overrides), dict(config.data.get('synsets') or {}),
+                      wv.get('class_text', 'name'))
+  return wordvec.build_label_space(kv, names, texts)

@@ -31,9 +31,9 @@ def _scores(run, kinds, synsets):
   kv = wordvec.load_keyedvectors(config.word_vectors.source, config.word_vectors.format)
   out = {}
   for kind in kinds:
-    texts = vocabulary.class_texts(run.names, dict(config.word_vectors.overrides),
-                                   synsets, kind)
-    vectors = wordvec.build_label_space(kv, run.names, texts).vectors
+    variant = config.copy_and_resolve_references()
+    variant.data.synsets, variant.word_vectors.class_text = synsets, kind
+    vectors = vocabulary.label_space(variant, run.names, kv).vectors
     p = train.fit_on_features(config, 'stage2', features[keep], labels[keep], run.seen,
                               vectors, run.names)['projection']
     projected = val @ p['kernel'] + p['bias']
