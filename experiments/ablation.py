@@ -32,6 +32,8 @@ VARIANTS = {
     'converged': ('stage 2 to convergence: 3,000 steps of 512 (was 600 of 128)',
                   {'stage2.num_steps': 3000, 'stage2.batch_size': 512}),
     'csls': ('+ CSLS hubness penalty when scoring', {'eval.hubness': 'csls'}),
+    'csls_all': ('+ CSLS over all (up to 10,000) training images, not the 10 nearest',
+                 {'eval.hubness': 'csls', 'eval.csls_k': 10_000}),
     'both_ways_csls': ('+ label -> images ranking + CSLS',
                        {'stage2.image_ranking_weight': 1.0, 'eval.hubness': 'csls'}),
 }
