@@ -74,14 +74,10 @@ class GalleryImages:
       import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
       from devise_jax import input_pipeline  # Registers the project's datasets.
       dcfg = self._config.data
-      if name == dcfg.name:
-        builder = input_pipeline.get_builder(dcfg)
-        ds = builder.as_dataset(split=split, shuffle_files=False)
-      else:
-        ds = tfds.load(name, split=split, data_dir=dcfg.data_dir or None,
-                       shuffle_files=False, download=False)
+      builder = (input_pipeline.get_builder(dcfg) if name == dcfg.name else
+                 tfds.builder(name, data_dir=dcfg.data_dir or None))
       images, labels = [], []
-      for example in tfds.as_numpy(ds):
+      for example in builder.as_data_source(split):  # array_record files, in order.
         images.append(example['image'])
         labels.append(int(example['label']))
       prefix = f'tfds:{name}/{split}/'

@@ -39,7 +39,6 @@ RULES = {
     'data.crop_padding': _NON_NEGATIVE_INT,
     'data.mean': (lambda v: _triple(v, 0), 'must be 3 finite numbers (one per channel)'),
     'data.std': (lambda v: _triple(v, 1e-12), 'must be 3 positive numbers (one per channel)'),
-    'data.shuffle_buffer': _POSITIVE_INT,
     'data.unseen_fraction': _PROBABILITY,
     'model.dropout': _PROBABILITY,
     'eval.batch_size': _POSITIVE_INT,

@@ -1,27 +1,36 @@
-"""Input pipeline: TFDS datasets and image folders as numpy batches.
+"""Input pipeline: TFDS datasets and image folders as numpy batches, read with grain.
 
 Every function takes `config.data` (called `dcfg`); see
-experiments/configs/fashion_mnist_zsl.py for its fields. tf.data is used only
-inside this module; the iterators yield dicts of numpy arrays.
+experiments/configs/fashion_mnist_zsl.py for its fields. A split is read as a
+random-access source: a TFDS dataset prepared as array_record files
+(`builder.as_data_source`) or an image folder's file list
+(`image_folder.FolderSource`). Images are decoded by `images.decode` (PIL) and
+preprocessed in numpy by the one `preprocess` that training, evaluation and the
+demo share. Training batch k is a pure function of (seed, k, process index), so
+`train_iterator(start_step=k)` resumes exactly and in O(1).
 """
 
 import math
+import os
 from typing import Iterable, Iterator, Sequence
 
 from absl import logging
+import grain
 import jax
 import ml_collections
 import numpy as np
+import PIL.Image
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 # Importing the datasets registers their builders with TFDS.
-from devise_jax import datasets  # pylint: disable=unused-import
+from devise_jax import datasets
+from devise_jax import images as images_lib
 from devise_jax.datasets import image_folder
 
 try:
-  # TF only preprocesses on the CPU; this keeps it off the accelerator memory
-  # that JAX needs.
+  # The pipeline runs no TF op, but TFDS (preparing datasets) and the metric
+  # writer do; this keeps TF off the accelerator memory that JAX needs.
   tf.config.set_visible_devices([], 'GPU')
 except RuntimeError:  # TF had already initialised its devices.
   logging.warning('input_pipeline: TF devices already initialised; TF may '
@@ -30,8 +39,10 @@ except RuntimeError:  # TF had already initialised its devices.
 Batch = dict[str, np.ndarray]
 
 IMAGE_FOLDER = 'image_folder'
-
-_AUTOTUNE = tf.data.AUTOTUNE
+FILE_FORMAT = 'array_record'  # What TFDS datasets are prepared as: random access.
+_THREADS = min(8, os.cpu_count() or 1)  # Batches prepared at once, in threads.
+_READ_OPTIONS = grain.ReadOptions(num_threads=_THREADS, prefetch_buffer_size=_THREADS)
+_SKIP_IMAGE = {'image': tfds.decode.SkipDecoding()}  # Records keep encoded images.
 
 
 # Builders.
@@ -43,11 +54,21 @@ def get_builder(dcfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
     builder = image_folder.builder(dcfg.folder)
     _check_features(builder)
     return builder
+  data_dir = dcfg.data_dir or None
   try:
-    builder = tfds.builder(dcfg.name, data_dir=dcfg.data_dir or None)
+    builder = tfds.builder(dcfg.name, data_dir=data_dir, file_format=FILE_FORMAT)
   except tfds.core.registered.DatasetNotFoundError:
     raise ValueError(f'unknown dataset {dcfg.name!r} (not registered in '
                      'tensorflow_datasets)') from None
+  except ValueError as e:
+    if 'File format is already set' not in str(e):
+      raise
+    prepared = tfds.builder(dcfg.name, data_dir=data_dir)
+    raise ValueError(f'dataset {dcfg.name!r} at {prepared.data_dir} was prepared as '
+                     f'{prepared.info.file_format.value} files, '
+                     f'but the input pipeline reads {FILE_FORMAT} files (random access): '
+                     'delete that directory, or set config.data.data_dir to another '
+                     'one, to prepare it again') from None
   _check_features(builder)
   datasets.prepare(builder, dcfg.manual_dir)
   return builder
@@ -130,7 +151,23 @@ def _random_ids(num_classes: int, fraction: float, seed: int) -> np.ndarray:
   return np.sort(rng.choice(num_classes, size=count, replace=False))
 
 
-# Splits and reading.
+def _class_mask(builder: tfds.core.DatasetBuilder,
+                class_ids: Sequence[int]) -> np.ndarray:
+  """Returns bool [num_classes], True at `class_ids`."""
+  num_classes = builder.info.features['label'].num_classes
+  ids = np.asarray(class_ids).reshape(-1)
+  if not ids.size:
+    raise ValueError('class_ids is empty: no class to train on')
+  if not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or (
+      ids.max() >= num_classes):
+    raise ValueError(f'class_ids {ids.tolist()} are not label ids in '
+                     f'[0, {num_classes})')
+  mask = np.zeros(num_classes, bool)
+  mask[ids] = True
+  return mask
+
+
+# Splits and sources.
 
 
 def num_examples(dcfg: ml_collections.ConfigDict, split: str) -> int:
@@ -160,28 +197,133 @@ def _check_split(builder: tfds.core.DatasetBuilder, split: str) -> None:
     raise ValueError(f'split {split!r} of dataset {builder.name!r} is empty')
 
 
-def _read(builder: tfds.core.DatasetBuilder, split: str,
-          dcfg: ml_collections.ConfigDict) -> tf.data.Dataset:
-  """Returns this process's share of `split` as {image: bytes, label: int64}
-  (and `box`, normalised [4], with `dcfg.crop_to_box`). In file order; images
-  stay encoded so that shuffling, caching and skipping are cheap.
-  """
+def _source(builder: tfds.core.DatasetBuilder, split: str):
+  """Random access to `split`, in file order: record i is a dict with `image`
+  (encoded bytes, or a file path), `label` and the dataset's other features."""
   _check_split(builder, split)
-  box = datasets.boxes(builder.name, dcfg.get('crop_to_box', False))
-  skip = {'image': tfds.decode.SkipDecoding()}
   if isinstance(builder, tfds.folder_dataset.ImageFolder):
-    decoders = skip  # ImageFolder takes no PartialDecoding.
-    if jax.process_count() > 1:
-      raise ValueError('image folders are read by a single process only; '
-                       'use a TFDS dataset for multi-process training')
-  else:
-    decoders = tfds.decode.PartialDecoding(
-        {'image': True, 'label': True, **(box[0] if box else {})}, decoders=skip)
-    if jax.process_count() > 1:
-      split = tfds.split_for_jax_process(split)
-  ds = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders)
-  return ds.map(lambda ex: {'image': ex['image'], 'label': ex['label'],
-                            **({'box': box[1](ex)} if box else {})})
+    return image_folder.FolderSource(builder, split)
+  return builder.as_data_source(split, decoders=_SKIP_IMAGE)
+
+
+def _records(source, indices: Iterable[int]) -> list[dict]:
+  """The records `indices` of `source`, read together where it can."""
+  indices = [int(i) for i in indices]
+  read = getattr(source, '__getitems__', None)
+  return read(indices) if read else [source[i] for i in indices]
+
+
+def _labels(source) -> np.ndarray:
+  """Every record's label, in order; images stay encoded (about 25 us a record)."""
+  if hasattr(source, 'labels'):
+    return source.labels
+  starts = range(0, len(source), 4096)
+  return np.array([r['label'] for start in starts
+                   for r in _records(source, range(start, min(start + 4096, len(source))))],
+                  np.int64)
+
+
+class _Loader:
+  """Records -> uint8 [n, side, side, 3] images: decoded, cropped to their box
+  (`dcfg.crop_to_box`) and resized. With `cache` (an int: how many records the
+  ids index) each image is loaded once, when first asked for, and kept."""
+
+  def __init__(self, builder, source, dcfg, cache: int = 0):
+    self.source, self.name = source, builder.name
+    self.side = dcfg.image_size + dcfg.crop_padding
+    self.box = datasets.boxes(builder.name, dcfg.get('crop_to_box', False))
+    self.cache = np.zeros((cache, self.side, self.side, 3), np.uint8) if cache else None
+    self.done = np.zeros(cache, bool)
+
+  def load(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(images, int32 labels) of the records `indices`, not cached."""
+    records = _records(self.source, indices)
+    out = np.empty((len(records), self.side, self.side, 3), np.uint8)
+    for k, (i, record) in enumerate(zip(indices, records)):
+      image = images_lib.decode(record['image'], name=f'{self.name} record {i}')
+      if self.box:
+        image = datasets.crop(image, self.box(record))
+      out[k] = _resize(image, self.side)
+    return out, np.array([r['label'] for r in records], np.int32)
+
+  def cached(self, ids: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """The images of the records `indices[ids]`, each loaded into the cache once."""
+    missing = np.unique(ids[~self.done[ids]])
+    if len(missing):
+      # Threads may load one image twice, writing the same pixels: harmless.
+      self.cache[missing] = self.load(indices[missing])[0]
+      self.done[missing] = True
+    return self.cache[ids]
+
+
+# Preprocessing.
+
+
+def preprocess(image: np.ndarray, dcfg: ml_collections.ConfigDict, *,
+               train: bool, rng: np.random.Generator | None = None) -> np.ndarray:
+  """Maps uint8 [H, W, C] to normalised float32 [S, S, 3], S = image_size.
+
+  Resizes to a square of side `image_size + crop_padding` (bilinear, antialiased
+  when shrinking), then crops `image_size`: at random (with a random horizontal
+  flip, drawn from `rng`) when training, from the centre otherwise. The training
+  and evaluation iterators apply the same steps, a batch at a time.
+
+  Args:
+    image: uint8 [H, W], [H, W, 1], [H, W, 3] or [H, W, 4] (alpha dropped).
+    dcfg: `config.data`.
+    train: whether to augment.
+    rng: the numpy Generator the augmentation draws from; required when training.
+
+  Returns:
+    float32 [S, S, 3].
+  """
+  if train and rng is None:
+    raise ValueError('preprocess(train=True) needs rng, a numpy Generator')
+  resized = _resize(image, dcfg.image_size + dcfg.crop_padding)[None]
+  crops = _draw(rng, 1, dcfg.crop_padding) if train else None
+  return _crop_and_normalise(resized, dcfg, crops)[0]
+
+
+def _resize(image: np.ndarray, side: int) -> np.ndarray:
+  """uint8 RGB [side, side, 3]; PIL's bilinear filter widens when shrinking."""
+  resized = PIL.Image.fromarray(_to_rgb(image)).resize((side, side), PIL.Image.BILINEAR)
+  return np.asarray(resized)
+
+
+def _to_rgb(image: np.ndarray) -> np.ndarray:
+  """Returns uint8 [H, W, 3] from [H, W] or [H, W, C], C in {1, 3, 4}."""
+  image = np.asarray(image)
+  image = image[..., None] if image.ndim == 2 else image
+  if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
+    raise ValueError('expected a uint8 image with 1, 3 or 4 channels, got '
+                     f'{image.dtype} of shape {image.shape}')
+  return np.ascontiguousarray(np.repeat(image, 3, axis=-1) if image.shape[-1] == 1
+                              else image[..., :3])
+
+
+def _draw(rng: np.random.Generator, n: int, padding: int):
+  """n random crops: (offsets int [n, 2] in [0, padding], flips bool [n])."""
+  return rng.integers(0, padding + 1, (n, 2)), rng.integers(0, 2, n).astype(bool)
+
+
+def _crop_and_normalise(images: np.ndarray, dcfg: ml_collections.ConfigDict,
+                        crops=None) -> np.ndarray:
+  """uint8 [n, S + P, S + P, 3] -> float32 [n, S, S, 3]: each cropped at its
+  offset and flipped where `crops` = (offsets, flips) says, else centre-cropped;
+  then normalised with dcfg.mean and dcfg.std."""
+  size, n = dcfg.image_size, len(images)
+  offsets, flips = crops or (np.full((n, 2), dcfg.crop_padding // 2), np.zeros(n, bool))
+  out = np.empty((n, size, size, 3), np.float32)
+  for i, (image, (y, x), flip) in enumerate(zip(images, offsets, flips)):
+    crop = image[y:y + size, x:x + size]
+    out[i] = crop[:, ::-1] if flip else crop
+  std = np.asarray(dcfg.std, np.float32)
+  out *= 1 / (255 * std)
+  out -= np.asarray(dcfg.mean, np.float32) / std
+  return out
+
+
+# Iterators.
 
 
 def _local_batch_size(batch_size: int) -> int:
@@ -192,83 +334,10 @@ def _local_batch_size(batch_size: int) -> int:
   return batch_size // processes
 
 
-def _deterministic(ds: tf.data.Dataset) -> tf.data.Dataset:
-  options = tf.data.Options()
-  options.deterministic = True
-  return ds.with_options(options)
-
-
-# Preprocessing.
-
-
-def decode(encoded: tf.Tensor, box: tf.Tensor | None = None) -> tf.Tensor:
-  """Decodes JPEG or PNG bytes to uint8 [H, W, 3] (gray is replicated), cropped
-  to the normalised `box` if given."""
-  image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-  return image if box is None else datasets.crop(image, box)
-
-
-def preprocess(image: tf.Tensor, dcfg: ml_collections.ConfigDict, *,
-               train: bool, seed: tf.Tensor | None = None) -> tf.Tensor:
-  """Maps uint8 [H, W, C] to normalised float32 [S, S, 3], S = image_size.
-
-  Resizes to a square of side `image_size + crop_padding`, then crops
-  `image_size`: at random (with a random horizontal flip) when training, from
-  the centre otherwise. Training needs `seed`, an int [2] stateless seed.
-
-  Args:
-    image: uint8 [H, W], [H, W, 1], [H, W, 3] or [H, W, 4] (alpha dropped).
-    dcfg: `config.data`.
-    train: whether to augment.
-    seed: the stateless seed of the augmentation; required when training.
-
-  Returns:
-    float32 [S, S, 3].
-  """
-  size, padding = dcfg.image_size, dcfg.crop_padding
-  image = tf.image.convert_image_dtype(_to_rgb(image), tf.float32)  # [0, 1].
-  image = _resize_square(image, size + padding)
-  if train:
-    if seed is None:
-      raise ValueError('preprocess(train=True) needs a seed')
-    crop_seed, flip_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, num=2))
-    image = tf.image.stateless_random_crop(image, [size, size, 3], crop_seed)
-    image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-  else:
-    start = padding // 2
-    image = image[start:start + size, start:start + size]
-  mean = tf.constant(dcfg.mean, tf.float32)
-  std = tf.constant(dcfg.std, tf.float32)
-  return (image - mean) / std
-
-
-def _resize_square(image: tf.Tensor, side: int) -> tf.Tensor:
-  """Resizes bilinearly to [side, side], antialiased when shrinking."""
-  # Antialiasing changes nothing when enlarging (as for Fashion-MNIST) but
-  # triples the cost.
-  shrinks = tf.reduce_any(tf.shape(image)[:2] > side)
-  return tf.cond(
-      shrinks,
-      lambda: tf.image.resize(image, [side, side], antialias=True),
-      lambda: tf.image.resize(image, [side, side]))
-
-
-def _to_rgb(image: tf.Tensor) -> tf.Tensor:
-  """Returns uint8 [H, W, 3] from [H, W] or [H, W, C], C in {1, 3, 4}."""
-  image = tf.convert_to_tensor(image, tf.uint8)
-  if image.shape.rank == 2:
-    image = image[..., None]
-  channels = image.shape[-1]
-  if channels == 1:
-    return tf.image.grayscale_to_rgb(image)
-  if channels in (3, 4):
-    return image[..., :3]
-  raise ValueError(f'expected an image with 1, 3 or 4 channels, got shape '
-                   f'{image.shape}')
-
-
-# Iterators.
+def _shuffle_seed(seed: int) -> int:
+  """The seed of epoch 0's permutation (epoch e's is + e), hashed from `seed` so
+  that nearby seeds (stages, protocol runs) do not share epoch orders."""
+  return int(np.random.SeedSequence(seed).generate_state(1)[0])
 
 
 def train_iterator(dcfg: ml_collections.ConfigDict, *, batch_size: int,
@@ -277,39 +346,50 @@ def train_iterator(dcfg: ml_collections.ConfigDict, *, batch_size: int,
   """Yields training batches forever, only of the classes `class_ids`.
 
   Batches are {'image': float32 [B, S, S, 3], 'label': int32 [B]} with the
-  dataset's own label ids; B = batch_size / jax.process_count(). Order and
-  augmentation are a function of (seed, example position) only, so the
-  iterator started at `start_step=k` yields the batches k, k+1, ... of the one
-  started at 0. Resuming reads past k * B encoded examples, which is fast once
-  `dcfg.cache` holds them (about 4 s for 1,200 steps of 128 Fashion-MNIST
-  images on 2 cores) and slow without it.
+  dataset's own label ids; B = batch_size / jax.process_count().
+
+  The examples of `class_ids` (n of them, in file order) form one stream: global
+  position i = e * n + j holds example `index_shuffle(j, n - 1, _shuffle_seed(seed)
+  + e)` (grain's shuffle: a new permutation each epoch e, each example once per
+  epoch). Global batch k is positions [k * batch_size, (k + 1) * batch_size), and
+  process p takes its p-th slice of B. Crops and flips are drawn for the whole
+  global batch by `_draw(default_rng((seed, k)), batch_size, crop_padding)`, then
+  sliced alike. So batch k is a pure function of (seed, k, p): `start_step=k`
+  yields the batches k, k+1, ... of the iterator started at 0 without reading
+  anything before them, and the processes' batches together are the one-process
+  batch.
+
+  With `dcfg.cache` every image is decoded and resized once, when first used, and
+  kept in memory (small datasets); a batch is then a gather, crop, flip and
+  normalise. Batches are prepared ahead in threads.
   """
   if start_step < 0:
     raise ValueError(f'start_step must be >= 0, got {start_step}')
   builder = get_builder(dcfg)
   local_batch = _local_batch_size(batch_size)
-  keep = _class_mask(builder, class_ids)
-  ds = _read(builder, dcfg.train_split, dcfg)
-  ds = ds.filter(lambda ex: tf.gather(keep, ex['label']))
-  if not any(True for _ in ds.take(1)):
+  mask = _class_mask(builder, class_ids)
+  source = _source(builder, dcfg.train_split)
+  labels = _labels(source)
+  kept = np.flatnonzero(mask[labels])
+  if not len(kept):
     raise ValueError(f'no examples of classes {np.unique(class_ids).tolist()} '
                      f'in split {dcfg.train_split!r} of {builder.name!r}')
-  if dcfg.cache:
-    ds = ds.cache()
-  # Shuffling after repeat mixes epochs but keeps one seeded stream, so that
-  # skipping in it is an exact resume.
-  ds = ds.repeat().shuffle(dcfg.shuffle_buffer, seed=seed).enumerate()
-  ds = ds.skip(start_step * local_batch)
-  key = tf.constant([seed, jax.process_index()], tf.int64)
+  loader = _Loader(builder, source, dcfg, cache=len(kept) if dcfg.cache else 0)
 
-  def example(position, ex):
-    ex_seed = tf.random.experimental.stateless_fold_in(key, position)
-    image = preprocess(decode(ex['image'], ex.get('box')), dcfg, train=True, seed=ex_seed)
-    return {'image': image, 'label': tf.cast(ex['label'], tf.int32)}
+  process, processes = jax.process_index(), jax.process_count()
+  mine = slice(process * local_batch, (process + 1) * local_batch)
 
-  ds = ds.map(example, num_parallel_calls=_AUTOTUNE)
-  ds = ds.batch(local_batch, drop_remainder=True).prefetch(_AUTOTUNE)
-  return iter(tfds.as_numpy(_deterministic(ds)))
+  def batch(step: int, ids: np.ndarray) -> Batch:
+    offsets, flips = _draw(np.random.default_rng((seed, step)), batch_size,
+                           dcfg.crop_padding)
+    images = loader.cached(ids, kept) if dcfg.cache else loader.load(kept[ids])[0]
+    return {'image': _crop_and_normalise(images, dcfg, (offsets[mine], flips[mine])),
+            'label': labels[kept[ids]].astype(np.int32)}
+
+  ds = (grain.MapDataset.range(len(kept)).shuffle(seed=_shuffle_seed(seed)).repeat()
+        .batch(local_batch)[process::processes][start_step:]
+        .map_with_index(lambda i, ids: batch(start_step + i, ids)))
+  return iter(ds.to_iter_dataset(_READ_OPTIONS))
 
 
 def feature_batches(features: np.ndarray, labels: np.ndarray,
@@ -331,66 +411,31 @@ def feature_batches(features: np.ndarray, labels: np.ndarray,
     step += 1
 
 
-def _class_mask(builder: tfds.core.DatasetBuilder,
-                class_ids: Sequence[int]) -> tf.Tensor:
-  """Returns bool [num_classes], True at `class_ids`."""
-  num_classes = builder.info.features['label'].num_classes
-  ids = np.asarray(class_ids).reshape(-1)
-  if not ids.size:
-    raise ValueError('class_ids is empty: no class to train on')
-  if not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or (
-      ids.max() >= num_classes):
-    raise ValueError(f'class_ids {ids.tolist()} are not label ids in '
-                     f'[0, {num_classes})')
-  mask = np.zeros(num_classes, bool)
-  mask[ids] = True
-  return tf.constant(mask)
-
-
 def eval_iterator(dcfg: ml_collections.ConfigDict, *, split: str,
                   batch_size: int) -> Iterator[Batch]:
   """Yields the whole `split` once, all classes, in file order.
 
   Batches are {'image': float32 [B, S, S, 3], 'label': int32 [B],
   'mask': bool [B]}; the last batch is padded to B and `mask` is False on the
-  padding. With several processes each yields its share, padded to the same
-  number of batches.
+  padding. With several processes each yields its share (a contiguous range of
+  the split), padded to the same number of batches.
   """
   builder = get_builder(dcfg)
   local_batch = _local_batch_size(batch_size)
-  ds = _read(builder, split, dcfg)
+  source = _source(builder, split)
+  loader = _Loader(builder, source, dcfg)
+  size, processes, process = len(source), jax.process_count(), jax.process_index()
+  start, stop = process * size // processes, (process + 1) * size // processes
 
-  def example(ex):
-    image = preprocess(decode(ex['image'], ex.get('box')), dcfg, train=False)
-    return {'image': image, 'label': tf.cast(ex['label'], tf.int32)}
+  def batch(b: int) -> Batch:
+    indices = np.arange(start + b * local_batch, min(start + (b + 1) * local_batch, stop))
+    images, labels = loader.load(indices)
+    pad = local_batch - len(indices)
+    return {'image': np.concatenate([_crop_and_normalise(images, dcfg), np.zeros(
+                (pad, dcfg.image_size, dcfg.image_size, 3), np.float32)]),
+            'label': np.concatenate([labels, np.zeros(pad, np.int32)]),
+            'mask': np.arange(local_batch) < len(indices)}
 
-  ds = ds.map(example, num_parallel_calls=_AUTOTUNE)
-  ds = _deterministic(ds.batch(local_batch).prefetch(_AUTOTUNE))
-  num_batches = 0
-  processes = jax.process_count()
-  if processes > 1:
-    # Every process must run as many steps as the one with the largest share.
-    share = math.ceil(builder.info.splits[split].num_examples / processes)
-    num_batches = math.ceil(share / local_batch)
-  shape = (local_batch, dcfg.image_size, dcfg.image_size, 3)
-  return _padded(tfds.as_numpy(ds), shape, num_batches)
-
-
-def _padded(batches: Iterable[Batch], image_shape: tuple[int, ...],
-            num_batches: int) -> Iterator[Batch]:
-  """Pads each batch to image_shape[0] and adds a mask; then pads the count."""
-  size = image_shape[0]
-  count = 0
-  for batch in batches:
-    n = len(batch['label'])
-    pad = size - n
-    yield {
-        'image': np.concatenate(
-            [batch['image'], np.zeros((pad,) + image_shape[1:], np.float32)]),
-        'label': np.concatenate([batch['label'], np.zeros(pad, np.int32)]),
-        'mask': np.arange(size) < n,
-    }
-    count += 1
-  for _ in range(count, num_batches):
-    yield {'image': np.zeros(image_shape, np.float32),
-           'label': np.zeros(size, np.int32), 'mask': np.zeros(size, bool)}
+  # Every process runs as many batches as the one with the largest share.
+  num_batches = math.ceil(math.ceil(size / processes) / local_batch)
+  return iter(grain.MapDataset.range(num_batches).map(batch).to_iter_dataset(_READ_OPTIONS))

@@ -135,7 +135,7 @@ class Run:
     out = []
     for i in tqdm.trange(0, len(images), batch_size, desc='embed', leave=False,
                          disable=len(images) <= batch_size):
-      chunk = np.stack([input_pipeline.preprocess(img, self.config.data, train=False).numpy()
+      chunk = np.stack([input_pipeline.preprocess(img, self.config.data, train=False)
                         for img in images[i:i + batch_size]])
       size = min(batch_size, 1 << (len(chunk) - 1).bit_length())
       padded = np.concatenate([chunk, np.zeros((size - len(chunk),) + chunk.shape[1:],

@@ -31,8 +31,8 @@ def workdir(reference_run, tmp_path_factory):
 def test_gallery_round_trip_matches_embedding_the_raw_images(workdir, reference_run):
   config = reference_run[0]
   arrays, meta = checkpoint.load_gallery(workdir, gallery.gallery_name('test[:256]'))
-  raw = tfds.as_numpy(tfds.load(config.data.name, split='test[:256]',
-                                data_dir=config.data.data_dir))
+  raw = tfds.data_source(config.data.name, split='test[:256]',
+                         data_dir=config.data.data_dir)
   images, labels = zip(*[(x['image'], x['label']) for x in raw])
   searcher = gallery.Searcher(run_lib.Run.load(workdir))
   devise_vectors, siamese_vectors = searcher.embed_images(list(images[:20]))

@@ -8,14 +8,15 @@ each test writes the dataset's metadata (names, split sizes) into a data_dir fir
 the mock_data documentation suggests.
 """
 
+import io
 import json
 import math
 import os
 import re
 
 import numpy as np
+from PIL import Image
 import pytest
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from devise_jax import evaluate
@@ -38,8 +39,9 @@ _QUIET = lambda message: None
 
 
 def _write_metadata(data_dir, name, splits, names=None):
-  """dataset_info.json (and the label names) of `name`, as a prepared dataset has."""
-  builder = tfds.builder(name, data_dir=str(data_dir))
+  """dataset_info.json (and the label names) of `name`, as a dataset prepared as
+  array_record files (what the input pipeline reads) has."""
+  builder = tfds.builder(name, data_dir=str(data_dir), file_format='array_record')
   if names is not None:
     builder.info.features['label'].names = list(names)
   builder.info.set_splits(tfds.core.SplitDict([
@@ -68,6 +70,22 @@ def _unit(v):
   return v / np.linalg.norm(v)
 
 
+def _png(image):
+  out = io.BytesIO()
+  Image.fromarray(image).save(out, format='PNG')
+  return out.getvalue()
+
+
+def _random_source(num_classes):
+  """mock_data's `as_data_source_fn`: NUM_EXAMPLES random 32 px PNGs with random
+  labels, the same for every split (as mock_data's own). Its own data source cannot
+  read records together (its `__getitems__` is not bound to the mock)."""
+  rng = np.random.default_rng(0)
+  records = [{'image': _png(rng.integers(0, 256, (32, 32, 3), np.uint8)), 'label': int(l)}
+             for l in rng.integers(0, num_classes, NUM_EXAMPLES)]
+  return lambda self, split, decoders=None, **kwargs: records
+
+
 # CIFAR-100.
 
 DOCUMENTED_UNSEEN_IDS = (1, 3, 6, 15, 22, 26, 42, 46, 52, 53, 55, 57, 59, 61, 68, 70, 73,
@@ -86,7 +104,8 @@ def test_cifar100_split_is_the_documented_seeded_draw():
 def test_cifar100_tiny_end_to_end(tmp_path):
   config = load_config(CONFIGS / 'cifar100_zsl.py', 'tiny')
   _write_metadata(tmp_path / 'tfds', 'cifar100', ('train', 'test'), cifar100.FINE_LABELS)
-  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES, data_dir=str(tmp_path / 'tfds')):
+  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES, data_dir=str(tmp_path / 'tfds'),
+                              as_data_source_fn=_random_source(100)):
     seen, unseen = input_pipeline.split_classes(config.data, config.seed)
     metrics = _train_and_evaluate(config, tmp_path / 'run', train.STAGES)['metrics']
   assert len(seen) == 80 and len(unseen) == 20
@@ -107,7 +126,8 @@ def test_cifar100_tiny_end_to_end(tmp_path):
 def test_imagenet_tiny_end_to_end_with_readable_wordnet_names(tmp_path):
   config = load_config(CONFIGS / 'imagenet_devise.py', 'tiny')
   _write_metadata(tmp_path / 'tfds', 'imagenet2012', ('train', 'validation'))
-  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES, data_dir=str(tmp_path / 'tfds')):
+  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES, data_dir=str(tmp_path / 'tfds'),
+                              as_data_source_fn=_random_source(1000)):
     result = _train_and_evaluate(config, tmp_path / 'run', ('stage1', 'stage2'))
   names = json.loads((tmp_path / 'run' / 'classes.json').read_text())['names']
   # Label id 0 is n01440764; WordNet 3.0's lemmas of that synset, read by hand.
@@ -172,20 +192,13 @@ def _dog_examples(labels):
 
 
 def _dogs_mock(examples):
-  """mock_data's `as_dataset_fn`: fixed PNG images with valid boxes (TFDS's random
-  boxes have ymin > ymax, which its own BBoxFeature refuses)."""
+  """mock_data's `as_data_source_fn`: fixed PNG images with valid boxes (TFDS's random
+  boxes have ymin > ymax, which its own BBoxFeature refuses), as the records of an
+  array_record data source with undecoded images."""
   images, boxes, labels = examples
-  encoded = [tf.io.encode_png(im).numpy() for im in images]
-
-  def as_dataset(self, split, decoders=None, read_config=None, shuffle_files=False):
-    del self, split, decoders, read_config, shuffle_files
-    return tf.data.Dataset.from_generator(
-        lambda: ({'image': e, 'label': l, 'objects': {'bbox': b}}
-                 for e, l, b in zip(encoded, labels, boxes)),
-        output_signature={'image': tf.TensorSpec([], tf.string),
-                          'label': tf.TensorSpec([], tf.int64),
-                          'objects': {'bbox': tf.TensorSpec([None, 4], tf.float32)}})
-  return as_dataset
+  records = [{'image': _png(im), 'label': l, 'objects': {'bbox': b}}
+             for im, l, b in zip(images, labels, boxes)]
+  return lambda self, split, decoders=None, **kwargs: records
 
 
 def _numpy_crop(image, box):
@@ -205,7 +218,7 @@ def _numpy_crop(image, box):
 ])
 def test_box_crop_against_hand_computed_pixels(box, rows, cols):
   image = np.arange(8 * 10 * 3, dtype=np.uint8).reshape(8, 10, 3)
-  got = stanford_dogs.crop(tf.constant(image), tf.constant(box, tf.float32)).numpy()
+  got = stanford_dogs.crop(image, np.array(box, np.float32))
   np.testing.assert_array_equal(got, image[rows[0]:rows[1], cols[0]:cols[1]])
 
 
@@ -227,7 +240,7 @@ def test_stanford_dogs_tiny_end_to_end_crops_boxes_and_answers_puppy_algebra(tmp
   labels = [int(seen[i % 8]) if i % 4 else int(unseen[i % 2]) for i in range(DOG_IMAGES)]
   examples = _dog_examples(labels)
   with tfds.testing.mock_data(num_examples=DOG_IMAGES, data_dir=data_dir,
-                              as_dataset_fn=_dogs_mock(examples)):
+                              as_data_source_fn=_dogs_mock(examples)):
     batch = next(input_pipeline.eval_iterator(config.data, split='test', batch_size=16))
     result = _train_and_evaluate(config, tmp_path / 'run', train.STAGES)
     run = run_lib.Run.load(str(tmp_path / 'run'))
@@ -238,7 +251,7 @@ def test_stanford_dogs_tiny_end_to_end_crops_boxes_and_answers_puppy_algebra(tmp
   # The pipeline's images are the box crops, resized: against numpy slices.
   for i in range(16):
     crop = _numpy_crop(examples[0][i], examples[1][i])
-    expected = input_pipeline.preprocess(crop, config.data, train=False).numpy()
+    expected = input_pipeline.preprocess(crop, config.data, train=False)
     np.testing.assert_allclose(batch['image'][i], expected, atol=1e-5)
   assert batch['label'].tolist() == labels[:16]
 

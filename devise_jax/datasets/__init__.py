@@ -13,8 +13,8 @@ FashionMnistLocal = fashion_mnist_local.FashionMnistLocal
 
 # Datasets whose label names start with a WordNet id: readable names from WordNet.
 _WORDNET_NAMED = ('imagenet2012', 'stanford_dogs')
-# Dataset -> (features to decode for the box, example -> normalised box [4]).
-_BOXES = {'stanford_dogs': (stanford_dogs.BOX_FEATURES, stanford_dogs.first_box)}
+# Dataset -> the function record -> its normalised box [4].
+_BOXES = {'stanford_dogs': stanford_dogs.first_box}
 
 
 def prepare(builder, manual_dir: str = '') -> None:
@@ -40,7 +40,7 @@ def class_names(builder) -> list[str]:
 
 
 def boxes(name: str, crop_to_box: bool):
-  """(features, example -> box) of dataset `name` when cropping; else None."""
+  """The function record -> box of dataset `name` when cropping; else None."""
   if not crop_to_box:
     return None
   if name not in _BOXES:

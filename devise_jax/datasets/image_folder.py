@@ -1,11 +1,13 @@
 """Image folders as TFDS builders: `root/<split>/<class>/<image>` (TFDS's own
-ImageFolder) or the older projects' `root/<class>/<image>` (FlatImageFolder)."""
+ImageFolder) or the older projects' `root/<class>/<image>` (FlatImageFolder), and
+`FolderSource`, the random-access source the input pipeline reads a split through."""
 
 import collections
 import hashlib
 from typing import Sequence
 
 from etils import epath
+import numpy as np
 import tensorflow_datasets as tfds
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')  # What ImageFolder reads.
@@ -32,6 +34,24 @@ def builder(folder: str) -> tfds.folder_dataset.ImageFolder:
         f'{folder!r}; expected root/<split>/<class>/<image> or '
         'root/<class>/<image>')
   return builder
+
+
+class FolderSource:
+  """One split of an image folder builder as a random-access source, in the
+  builder's order (what its `as_dataset` reads): record i is {'image': the file's
+  path, 'label': its label id}. `labels` holds every label without opening a file."""
+
+  def __init__(self, builder: tfds.folder_dataset.ImageFolder, split: str):
+    examples = builder._split_examples[split]  # pylint: disable=protected-access
+    to_id = builder.info.features['label'].str2int
+    self.paths = [str(e.image_path) for e in examples]
+    self.labels = np.array([to_id(e.label) for e in examples], np.int64)
+
+  def __len__(self) -> int:
+    return len(self.paths)
+
+  def __getitem__(self, index: int) -> dict:
+    return {'image': self.paths[index], 'label': int(self.labels[index])}
 
 
 def _subdirs(path: epath.Path) -> list[epath.Path]:

@@ -16,29 +16,24 @@ image's labelled subject as often as any, and one box per image keeps one
 example per image. An image without a box is kept whole.
 """
 
-import tensorflow as tf
-
-# What `_read` decodes besides image and label to find the box.
-BOX_FEATURES = {'objects': {'bbox': True}}
+import numpy as np
 
 
-def first_box(example) -> tf.Tensor:
+def first_box(example) -> np.ndarray:
   """float32 [4]: the example's first box, or the whole image (0, 0, 1, 1)."""
-  boxes = tf.reshape(tf.cast(example['objects']['bbox'], tf.float32), [-1, 4])
-  whole = tf.constant([0.0, 0.0, 1.0, 1.0])
-  return tf.cond(tf.shape(boxes)[0] > 0, lambda: boxes[0], lambda: whole)
+  boxes = np.reshape(np.asarray(example['objects']['bbox'], np.float32), (-1, 4))
+  return boxes[0] if len(boxes) else np.array([0.0, 0.0, 1.0, 1.0], np.float32)
 
 
-def crop(image: tf.Tensor, box: tf.Tensor) -> tf.Tensor:
+def crop(image: np.ndarray, box: np.ndarray) -> np.ndarray:
   """The pixels of `image` [H, W, C] inside the normalised `box`, at least 1x1.
 
   Edges are rounded outwards (floor of the top-left, ceiling of the
   bottom-right), so the crop holds every pixel the box touches.
   """
-  shape = tf.cast(tf.shape(image)[:2], tf.float32)
-  box = tf.clip_by_value(box, 0.0, 1.0)
-  top_left = tf.cast(tf.floor(box[:2] * shape), tf.int32)
-  bottom_right = tf.cast(tf.math.ceil(box[2:] * shape), tf.int32)
-  top_left = tf.minimum(top_left, tf.cast(shape, tf.int32) - 1)
-  bottom_right = tf.maximum(bottom_right, top_left + 1)
+  size = np.array(image.shape[:2])
+  box = np.clip(np.asarray(box, np.float32), 0.0, 1.0)
+  top_left = np.minimum(np.floor(box[:2] * size.astype(np.float32)).astype(int), size - 1)
+  bottom_right = np.maximum(np.ceil(box[2:] * size.astype(np.float32)).astype(int),
+                            top_left + 1)
   return image[top_left[0]:bottom_right[0], top_left[1]:bottom_right[1]]

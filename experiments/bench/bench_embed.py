@@ -38,8 +38,8 @@ def main():
   searcher = gallery.Searcher(run)
   config = run.config
   split = f'{config.data.eval_split.split("[")[0]}[:{args.images}]'
-  raw = [x['image'] for x in tfds.as_numpy(
-      tfds.load(config.data.name, split=split, data_dir=config.data.data_dir or None))]
+  raw = [x['image'] for x in tfds.data_source(
+      config.data.name, split=split, data_dir=config.data.data_dir or None)]
   rows = ['| path | images | median images/s | repeats |', '|---|---|---|---|']
   rate = _median_rate(lambda: searcher.embed_images(raw), len(raw), args.repeats)
   rows.append(f'| Searcher.embed_images (numpy in) | {len(raw)} | {rate:.0f} | {args.repeats} |')

@@ -61,8 +61,7 @@ def get_config(arg=None):
       'Dress': 'n03236735', 'Coat': 'n03057021', 'Sandal': 'n04133789',
       'Shirt': 'n04197391', 'Sneaker': 'n03472535', 'Bag': 'n02774152',
       'Ankle boot': 'n02872752'})
-  config.data.shuffle_buffer = 10_000
-  config.data.cache = True  # Cache the encoded images in memory (small datasets only).
+  config.data.cache = True  # Keep each image decoded and resized in memory (small datasets).
 
   config.word_vectors = ml_collections.ConfigDict()
   config.word_vectors.source = 'glove-6b-50d'  # Embedded default, or a path to a file.
@@ -160,7 +159,6 @@ def get_config(arg=None):
     config.data.train_split = 'train[:512]'
     config.data.val_split = 'train[512:768]'
     config.data.eval_split = 'test[:256]'
-    config.data.shuffle_buffer = 256
     for stage in (config.stage1, config.stage2, config.stage3):
       stage.num_steps = 6
       stage.batch_size = 16

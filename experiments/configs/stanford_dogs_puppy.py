@@ -82,7 +82,6 @@ def get_config(arg=None):
   if arg == 'tiny':
     data.train_split, data.val_split, data.eval_split = 'train', 'train', 'test'
     data.image_size, data.crop_padding = 32, 4
-    data.shuffle_buffer = 64
     for stage in (config.stage1, config.stage2, config.stage3):
       stage.num_steps, stage.batch_size, stage.warmup_steps = 4, 16, 1
     config.log_every, config.checkpoint_every = 2, 2
