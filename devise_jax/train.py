@@ -229,8 +229,26 @@ def data_mesh():
   return Mesh(np.asarray(jax.devices()), ('data',))
 
 
+def jit_step(step, mesh):
+  """`step` jitted as training runs it: state and rng replicated over `mesh`, the batch
+  split over its 'data' axis, the state donated (updated in place)."""
+  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+  return jax.jit(step, in_shardings=(replicated, sharded, replicated),
+                 out_shardings=(replicated, replicated), donate_argnums=0)
+
+
 def shard_batch(batch, sharding):
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def on_device(batches, sharding, ahead=2):
+  """Yields (host batch, device batch) pairs, each batch's copy to the devices started
+  `ahead` steps before the step that takes it (the copy overlaps earlier steps)."""
+  queue = collections.deque()
+  for batch in batches:
+    queue.append((batch, shard_batch(batch, sharding)))
+    if len(queue) > ahead:
+      yield queue.popleft()
 
 
 def _initial_state(config, workdir, stage, model, mngr, log):
@@ -357,8 +375,7 @@ def train_stage(config, workdir, stage, log=print, after_step=None):
   step, batches = _step_and_batches(config, workdir, stage, model, classes, start)
   mesh = data_mesh()
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
-  step_fn = jax.jit(step, in_shardings=(replicated, sharded, replicated),
-                    out_shardings=(replicated, replicated), donate_argnums=0)
+  step_fn = jit_step(step, mesh)
   loop = Loop(stage=stage, num_steps=stage_config.num_steps,
               batch_size=stage_config.batch_size, log_every=config.log_every,
               checkpoint_every=config.checkpoint_every, workdir=workdir, mngr=mngr,
@@ -396,11 +413,10 @@ class Loop:
     bar = tqdm.tqdm(range(start, self.num_steps), initial=start, total=self.num_steps,
                     desc=self.stage, dynamic_ncols=True)
     tick, images = time.perf_counter(), 0
-    for step in bar:
-      batch = next(batches)
-      if step == start and 'image' in batch:  # Host data: no device sync.
-        self.writer.write_inputs(step, batch['image'], batch['label'], self.class_names)
-      state, metrics = step_fn(state, shard_batch(batch, self.sharding), rng)
+    for step, (host, batch) in zip(bar, on_device(batches, self.sharding)):
+      if step == start and 'image' in host:  # Host data: no device sync.
+        self.writer.write_inputs(step, host['image'], host['label'], self.class_names)
+      state, metrics = step_fn(state, batch, rng)
       images += self.batch_size
       done = step + 1
       if done % self.log_every == 0 or done == self.num_steps:

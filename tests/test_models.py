@@ -1,5 +1,6 @@
 """SqueezeNet shapes and parameter counts against the reference implementation."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -48,6 +49,33 @@ def test_ceil_mode_max_pool_against_a_loop():
   for i, r in enumerate(rows):
     for j, c in enumerate(cols):
       np.testing.assert_allclose(out[0, i, j], x[0, r:r + 3, c:c + 3].max(axis=(0, 1)))
+
+
+@pytest.mark.parametrize('shape', [(1, 6, 8, 2), (2, 7, 7, 3), (1, 9, 4, 1)])
+def test_max_pool_gradient_goes_to_each_windows_first_maximum(shape):
+  rng = np.random.default_rng(1)
+  # Values from a small set: ties within a window are common.
+  x = rng.integers(0, 4, size=shape).astype(np.float32)
+  out, vjp = jax.vjp(squeezenet.max_pool_ceil, jnp.asarray(x))
+  g = rng.normal(size=out.shape).astype(np.float32)
+  expected = np.zeros_like(x)
+  for b in range(shape[0]):
+    for i in range(out.shape[1]):
+      for j in range(out.shape[2]):
+        for c in range(shape[3]):
+          window = x[b, 2 * i:2 * i + 3, 2 * j:2 * j + 3, c]  # Clipped at the edge.
+          r, q = np.unravel_index(np.argmax(window), window.shape)  # First maximum.
+          expected[b, 2 * i + r, 2 * j + q, c] += g[b, i, j, c]
+  np.testing.assert_allclose(np.asarray(vjp(jnp.asarray(g))[0]), expected, atol=1e-6)
+
+
+def test_1x1_conv_as_a_product_matches_flax_conv_in_params_and_output():
+  x = jnp.asarray(np.random.default_rng(2).normal(size=(2, 5, 6, 7)), jnp.float32)
+  mine, reference = squeezenet.Conv1x1(4), nn.Conv(4, (1, 1))
+  params = mine.init(jax.random.key(3), x)
+  same_init = reference.init(jax.random.key(3), x)
+  jax.tree.map(np.testing.assert_array_equal, params, same_init)
+  np.testing.assert_allclose(mine.apply(params, x), reference.apply(params, x), atol=1e-5)
 
 
 def test_batchnorm_option_adds_running_stats_and_uses_them_in_eval():

@@ -90,6 +90,11 @@ def parse_args(argv=None):
                            '/proc/cpuinfo, or the H100 figures')
   parser.add_argument('--config', default=str(DEFAULT_CONFIG),
                       help='config file whose get_config() gives model/stage1 settings')
+  parser.add_argument('--loop', action='store_true',
+                      help='instead: the real training loop (stage 1 of --config, input '
+                           'pipeline, logging, checkpoints) against its bare step')
+  parser.add_argument('--loop_steps', type=int, default=None,
+                      help='with --loop: stage-1 steps (default: the config\'s)')
   parser.add_argument('--worker', type=int, default=None, metavar='N',
                       help=argparse.SUPPRESS)  # internal: run the rows for N devices
   return parser.parse_args(argv)
@@ -161,7 +166,7 @@ def run_worker(args):
   model = devise.create_model(config.model, num_seen, embed_dim)
   size = config.data.image_size
   step_fn = jax.jit(
-      train.make_train_step(model, 'stage1', config.stage1, label_vectors, seen_lookup),
+      train.make_train_step(model, 'softmax', config.stage1, label_vectors, seen_lookup),
       in_shardings=(replicated, sharded, replicated), out_shardings=(replicated, replicated),
       donate_argnums=0)
 
@@ -207,6 +212,64 @@ def run_worker(args):
                step_s=statistics.median(times) / args.steps, load_end=loadavg())
     print(RESULT_PREFIX + json.dumps(row), flush=True)
     del state, batch, compiled, metrics
+
+
+# ----------------------------------------------------------------------------- loop
+
+
+def run_loop(args):
+  """The real stage-1 loop of --config against its bare step, in one process.
+
+  Bare step: the same jitted step (`train.jit_step`) on one real batch kept on the
+  devices, timed before and after the loop. Loop: `train.train_stage` in a fresh
+  workdir (input pipeline with its first-epoch image cache fill, progress bar, metrics,
+  checkpoints), timed from the first logged step after 100 (compile and warm-up
+  excluded) to the last; at logged steps the loop has synced with the devices.
+  """
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  from devise_jax import train  # pylint: disable=g-import-not-at-top
+
+  config = load_config(args.config)
+  if args.loop_steps:
+    config.stage1.num_steps = args.loop_steps
+  steps, batch_size = config.stage1.num_steps, config.stage1.batch_size
+  first = next(s for s in range(101, steps + 1) if s % config.log_every == 0)
+  workdir = tempfile.mkdtemp(prefix='bench_loop_')
+  classes = train.prepare_workdir(config, workdir)
+  model = train._model(config, 'stage1', len(classes[1]), classes[3].dim)  # pylint: disable=protected-access
+  step, batches = train._step_and_batches(config, workdir, 'stage1', model, classes, 0)  # pylint: disable=protected-access
+  mesh = train.data_mesh()
+  step_fn = train.jit_step(step, mesh)
+  batch = train.shard_batch(next(batches), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data')))
+  state = train.create_train_state(config, model, 'stage1', jax.random.key(0))
+  key = jax.random.key(1)
+
+  def bare(seconds=10.0):
+    nonlocal state
+    for _ in range(3):
+      state, metrics = step_fn(state, batch, key)
+    jax.block_until_ready(metrics)
+    start, count = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+      for _ in range(10):
+        state, metrics = step_fn(state, batch, key)
+      jax.block_until_ready(metrics)
+      count += 10
+    return count * batch_size / (time.perf_counter() - start)
+
+  before = bare()
+  marks = {}
+  train.train_stage(config, workdir, 'stage1', log=lambda *a: None,
+                    after_step=lambda done: marks.setdefault(done, time.perf_counter())
+                    if done in (first, steps) else None)
+  loop = (steps - first) * batch_size / (marks[steps] - marks[first])
+  after = bare()
+  mean = (before + after) / 2
+  print(f'loop vs bare step ({steps} steps of {batch_size}, {jax.device_count()} '
+        f'{jax.default_backend()} device(s)): loop {loop:.0f} img/s, bare step '
+        f'{mean:.0f} img/s (before {before:.0f}, after {after:.0f}), ratio {loop / mean:.2f}')
+  print(f'load average: {" ".join(open("/proc/loadavg").read().split()[:3])}')
 
 
 # ----------------------------------------------------------------------------- driver
@@ -269,6 +332,9 @@ def main(argv=None):
   args = parse_args(argv)
   if args.worker is not None:
     run_worker(args)
+    return
+  if args.loop:
+    run_loop(args)
     return
   command = ' '.join(['.venv/bin/python', os.path.relpath(__file__, ROOT)]
                      + [shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])])
