@@ -33,6 +33,7 @@ RULES = {
     'seed': _NON_NEGATIVE_INT,
     'log_every': _POSITIVE_INT,
     'checkpoint_every': _POSITIVE_INT,
+    'steps_per_call': _POSITIVE_INT,
     'keep_checkpoints': _POSITIVE_INT,
     'data.image_size': (lambda v: _is_int(v) and v >= 32,
                         'must be an integer >= 32 (SqueezeNet needs 32)'),

@@ -229,10 +229,28 @@ def data_mesh():
   return Mesh(np.asarray(jax.devices()), ('data',))
 
 
-def jit_step(step, mesh):
+def multi_step(step, n):
+  """`n` steps of `step` as one function `(state, batches, rng) -> (state, metrics)` of
+  batches stacked [n, ...]; the metrics are the last step's.
+
+  The steps are unrolled (`scan(unroll=True)`): XLA:CPU then overlaps the end of one
+  step (the optimiser's many small updates) with the start of the next and the call is
+  dispatched once, 1.13-1.22x the throughput of single calls for stage 1 on a 2-core
+  CPU (experiments/bench/README.md). A rolled scan was 6x slower there.
+  """
+  def run(state, batches, rng):
+    state, metrics = jax.lax.scan(lambda s, b: step(s, b, rng), state, batches,
+                                  unroll=True)
+    return state, jax.tree_util.tree_map(lambda m: m[-1], metrics)
+  return run
+
+
+def jit_step(step, mesh, stacked=False):
   """`step` jitted as training runs it: state and rng replicated over `mesh`, the batch
-  split over its 'data' axis, the state donated (updated in place)."""
-  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+  (`stacked`: each of the batches [n, ...]) split over its 'data' axis, the state
+  donated (updated in place)."""
+  replicated = NamedSharding(mesh, P())
+  sharded = NamedSharding(mesh, P(None, 'data') if stacked else P('data'))
   return jax.jit(step, in_shardings=(replicated, sharded, replicated),
                  out_shardings=(replicated, replicated), donate_argnums=0)
 
@@ -241,14 +259,29 @@ def shard_batch(batch, sharding):
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
 
 
-def on_device(batches, sharding, ahead=2):
-  """Yields (host batch, device batch) pairs, each batch's copy to the devices started
-  `ahead` steps before the step that takes it (the copy overlaps earlier steps)."""
+def calls(start, stop, size, boundaries=()):
+  """(first step, steps) of each compiled call from step `start` to `stop`: `size`
+  steps, aligned to multiples of `size`, and cut so that every multiple of each of
+  `boundaries` (where the loop logs and saves) ends a call. A function of the step
+  numbers alone, so a resumed run makes the same calls as an uninterrupted one."""
+  step = start
+  while step < stop:
+    end = min([stop, (step // size + 1) * size] + [(step // b + 1) * b for b in boundaries])
+    yield step, end - step
+    step = end
+
+
+def on_device(batches, sharding, sizes, ahead=2):
+  """Yields (host batches, device batches) stacked [n, ...] for each n in `sizes`, each
+  copy to the devices started `ahead` calls before the call that takes it."""
   queue = collections.deque()
-  for batch in batches:
-    queue.append((batch, shard_batch(batch, sharding)))
+  for n in sizes:
+    group = [next(batches) for _ in range(n)]
+    host = {k: np.stack([b[k] for b in group]) for k in group[0]}
+    queue.append((host, shard_batch(host, sharding)))
     if len(queue) > ahead:
       yield queue.popleft()
+  yield from queue
 
 
 def _initial_state(config, workdir, stage, model, mngr, log):
@@ -374,17 +407,16 @@ def train_stage(config, workdir, stage, log=print, after_step=None):
 
   step, batches = _step_and_batches(config, workdir, stage, model, classes, start)
   mesh = data_mesh()
-  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
-  step_fn = jit_step(step, mesh)
   loop = Loop(stage=stage, num_steps=stage_config.num_steps,
               batch_size=stage_config.batch_size, log_every=config.log_every,
               checkpoint_every=config.checkpoint_every, workdir=workdir, mngr=mngr,
-              sharding=sharded, after_step=after_step,
+              mesh=mesh, steps_per_call=config.get('steps_per_call', 1),
+              after_step=after_step,
               learning_rate=learning_rate_schedule(stage_config), class_names=classes[0],
               writer=metric_writer.MetricWriter(workdir, stage))
   rng = jax.random.fold_in(jax.random.key(config.seed), STAGES.index(stage) + 1)
   try:
-    return loop.run(jax.device_put(state, replicated), step_fn, batches, rng)
+    return loop.run(jax.device_put(state, NamedSharding(mesh, P())), step, batches, rng)
   finally:  # Even on an exception, let an in-flight save finish: it is a good step.
     mngr.wait_until_finished()
     mngr.close()
@@ -401,24 +433,35 @@ class Loop:
   checkpoint_every: int
   workdir: str
   mngr: Any  # The stage's Orbax CheckpointManager.
-  sharding: Any  # Where each batch goes (split over the 'data' mesh axis).
+  mesh: Any  # Batches are split over its 'data' axis.
+  steps_per_call: int = 1  # Steps per compiled call (`multi_step`).
   after_step: Callable[[int], None] | None = None
   learning_rate: Callable[[int], Any] | None = None  # The schedule, logged at log points.
   class_names: tuple = ()  # Label id -> name (TensorBoard's input images).
   writer: Any = None  # metric_writer.MetricWriter: metrics.jsonl and event files.
 
-  def run(self, state, step_fn, batches, rng):
-    """Steps from `state.step` to `num_steps`; returns the final state."""
+  def run(self, state, step, batches, rng):
+    """Steps from `state.step` to `num_steps` with the pure `step`; returns the final
+    state."""
     start = int(state.step)
-    bar = tqdm.tqdm(range(start, self.num_steps), initial=start, total=self.num_steps,
-                    desc=self.stage, dynamic_ncols=True)
+    schedule = list(calls(start, self.num_steps, self.steps_per_call,
+                          (self.log_every, self.checkpoint_every)))
+    compiled = {}  # Steps per call -> the jitted `multi_step`.
+    sharding = NamedSharding(self.mesh, P(None, 'data'))
+    bar = tqdm.tqdm(total=self.num_steps, initial=start, desc=self.stage,
+                    dynamic_ncols=True)
     tick, images = time.perf_counter(), 0
-    for step, (host, batch) in zip(bar, on_device(batches, self.sharding)):
-      if step == start and 'image' in host:  # Host data: no device sync.
-        self.writer.write_inputs(step, host['image'], host['label'], self.class_names)
-      state, metrics = step_fn(state, batch, rng)
-      images += self.batch_size
-      done = step + 1
+    for (first, n), (host, batch) in zip(
+        schedule, on_device(batches, sharding, [n for _, n in schedule])):
+      if first == start and 'image' in host:  # Host data: no device sync.
+        self.writer.write_inputs(first, host['image'][0], host['label'][0],
+                                 self.class_names)
+      if n not in compiled:
+        compiled[n] = jit_step(multi_step(step, n), self.mesh, stacked=True)
+      state, metrics = compiled[n](state, batch, rng)
+      bar.update(n)
+      images += n * self.batch_size
+      done = first + n
       if done % self.log_every == 0 or done == self.num_steps:
         metrics = self._log(done, metrics, images / (time.perf_counter() - tick))
         bar.set_postfix(loss=f"{metrics['loss']:.4f}",
@@ -427,7 +470,9 @@ class Loop:
       if done % self.checkpoint_every == 0 or done == self.num_steps:
         self._save(done, state, metrics)
       if self.after_step:
-        self.after_step(done)
+        for step_done in range(first + 1, done + 1):
+          self.after_step(step_done)
+    bar.close()
     return state
 
   def _log(self, done, metrics, images_per_sec):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -39,8 +40,9 @@ def _assert_same_params(workdir_a, workdir_b, stage):
 def test_interrupted_run_resumes_to_the_same_params_and_evaluates(reference_run, tmp_path):
   config, reference, reference_fingerprint = reference_run
   workdir = str(tmp_path / 'run')
-  with pytest.raises(Interrupted):  # Dies at step 4; the last checkpoint is step 3.
-    train.train_stage(config, workdir, 'stage1', after_step=_interrupt_at(4))
+  # Dies after step 3 (the first call of three steps), once step 3 is saved.
+  with pytest.raises(Interrupted):
+    train.train_stage(config, workdir, 'stage1', after_step=_interrupt_at(3))
   assert checkpoint.manager(workdir, 'stage1').all_steps() == [3]
   messages = []
   fingerprint = train.train(config, workdir, log=messages.append)
@@ -147,7 +149,7 @@ def test_cli_errors_are_one_line(tmp_path):
 
 def test_nan_loss_stops_training_naming_the_step_and_saves_nothing(tiny_config, tmp_path):
   tiny_config.stage1.learning_rate = 1e30  # Diverges at once.
-  with pytest.raises(train.TrainingError, match='non-finite metrics at step 2'):
+  with pytest.raises(train.TrainingError, match='non-finite metrics at step 3'):
     train.train_stage(tiny_config, str(tmp_path / 'run'), 'stage1')
   assert checkpoint.manager(str(tmp_path / 'run'), 'stage1').all_steps() == []
 
@@ -192,3 +194,47 @@ def test_vocabulary_negatives_are_frequent_words_that_are_not_targets(tiny_confi
   expected = np.stack([kv[w] / np.linalg.norm(kv[w]) for w in want])
   np.testing.assert_allclose(got, expected, atol=1e-6)
   assert 'the' in want and 'top' not in want
+
+
+def test_calls_are_cut_where_the_loop_logs_and_saves():
+  # Hand-computed: 4-step calls on the grid of 4, cut at every multiple of 6.
+  assert list(train.calls(0, 10, 4, (6,))) == [(0, 4), (4, 2), (6, 2), (8, 2)]
+  # Resumed at a saved step, a run makes the calls the uninterrupted one made there.
+  assert list(train.calls(6, 10, 4, (6,))) == [(6, 2), (8, 2)]
+  assert list(train.calls(0, 3, 1)) == [(0, 1), (1, 1), (2, 1)]
+  assert list(train.calls(5, 5, 4)) == []
+
+
+def test_multi_step_equals_a_loop_of_single_steps():
+  def step(state, batch, rng):  # A toy pure step with state-dependent updates.
+    new = state * 0.5 + jnp.sum(batch['x']) + jax.random.uniform(jax.random.fold_in(rng, 7))
+    return new, {'loss': new * 2.0}
+  batches = {'x': jnp.arange(12.0).reshape(3, 2, 2)}
+  rng = jax.random.key(0)
+  state, loop_losses = jnp.float32(1.0), []
+  for i in range(3):
+    state, metrics = step(state, {'x': batches['x'][i]}, rng)
+    loop_losses.append(metrics['loss'])
+  multi_state, multi_metrics = jax.jit(train.multi_step(step, 3))(jnp.float32(1.0),
+                                                                 batches, rng)
+  np.testing.assert_allclose(multi_state, state, rtol=1e-6)
+  np.testing.assert_allclose(multi_metrics['loss'], loop_losses[-1], rtol=1e-6)
+
+
+def test_steps_per_call_does_not_change_what_is_trained(tiny_config, tmp_path):
+  params = {}
+  for per_call in (1, 3):
+    config = tiny_config
+    config.steps_per_call = per_call
+    # Two SGD steps, as in tests/test_distributed.py: Adam and BatchNorm on these tiny
+    # batches amplify float rounding over more steps.
+    config.stage1.optimizer = 'sgd'
+    config.stage1.num_steps = config.log_every = config.checkpoint_every = 2
+    workdir = str(tmp_path / str(per_call))
+    train.train_stage(config, workdir, 'stage1', log=lambda m: None)
+    params[per_call], step = checkpoint.load_variables(workdir, 'stage1')
+    assert step == config.stage1.num_steps
+  # Same steps on the same batches (one call of two steps, or two calls); the programs
+  # may round floats differently (fusion), so equal to float32 rounding.
+  for a, b in zip(jax.tree_util.tree_leaves(params[1]), jax.tree_util.tree_leaves(params[3])):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -14,15 +14,16 @@ What is timed, in each framework: one training step of SqueezeNet 1.1 (the same 
 3x3/2 stem, ceil-mode max pools, 8 Fire modules, BatchNorm after every convolution when
 bn=1, global average pool, dropout 0.5, a linear classifier over 10 classes), softmax
 cross-entropy, SGD with Nesterov momentum 0.9 and weight decay, on one random batch
-already in memory. JAX runs the project's own step (`train.make_train_step`, jitted by
-`train.jit_step` exactly as `devise-jax train` does, with whatever XLA options the
-project sets by default). PyTorch runs eager mode, as written by a user (NCHW, float32,
+already in memory. JAX runs the project's own step as `devise-jax train` does
+(`train.make_train_step`, `--steps_per_call` steps unrolled in one compiled call by
+`train.multi_step`, jitted by `train.jit_step`, with the XLA options the project sets
+by default). PyTorch runs eager mode, as written by a user (NCHW, float32,
 `torch.optim.SGD`), with its default threads.
 
 How: each framework runs in its own long-lived worker process (so neither one's idle
 threads spin during the other's turn), compiled and warmed up before timing. Per shape
 the driver asks the two workers in turn, alternating which goes first, for `--repeats`
-timed runs of about `--seconds` each (a whole number of steps, ended by a device sync);
+timed runs of about `--seconds` each (whole calls, ended by a device sync);
 the line gives the median images/s of each and the ratio of the medians.
 """
 
@@ -39,6 +40,7 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+DEFAULT_STEPS_PER_CALL = 4  # experiments/configs/*.py: config.steps_per_call.
 SHAPES = ((32, 128, 1), (64, 64, 0), (128, 64, 1))
 NUM_CLASSES = 10
 LEARNING_RATE, WEIGHT_DECAY = 0.01, 5e-4
@@ -51,6 +53,10 @@ def parse_args(argv=None):
   parser.add_argument('--repeats', type=int, default=7, help='timed runs per framework')
   parser.add_argument('--seconds', type=float, default=2.0,
                       help='target length of one timed run')
+  parser.add_argument('--steps_per_call', type=int, default=DEFAULT_STEPS_PER_CALL,
+                      help='JAX train steps per compiled call (default: the configs\' '
+                           f'config.steps_per_call, {DEFAULT_STEPS_PER_CALL}); PyTorch is '
+                           'timed over the same number of steps')
   parser.add_argument('--frameworks', default='jax,torch', help=argparse.SUPPRESS)
   parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)  # jax | torch
   parser.add_argument('--shape', default=None, help=argparse.SUPPRESS)  # SIZExBATCHxBN
@@ -67,8 +73,9 @@ def parse_shape(text):
 # ----------------------------------------------------------------------------- workers
 
 
-def jax_stepper(size, batch, bn):
-  """A function running n steps of the project's jitted stage-1 step, synced."""
+def jax_stepper(size, batch, bn, steps_per_call):
+  """A function running n calls of the project's jitted stage-1 step (steps_per_call
+  steps a call, as `devise-jax train` runs it), synced."""
   import jax  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -84,16 +91,16 @@ def jax_stepper(size, batch, bn):
   state = train.create_train_state(config, model, 'stage1', jax.random.key(0))
   rng = np.random.default_rng(0)
   label_vectors = np.zeros((NUM_CLASSES, 50), np.float32)  # Unused by the softmax loss.
-  step = train.jit_step(train.make_train_step(
+  step = train.jit_step(train.multi_step(train.make_train_step(
       model, 'softmax', config.stage1, label_vectors, np.arange(NUM_CLASSES)),
-      train.data_mesh())
+      steps_per_call), train.data_mesh(), stacked=True)
   batch = {'image': rng.normal(size=(batch, size, size, 3)).astype(np.float32),
            'label': rng.integers(0, NUM_CLASSES, batch).astype(np.int32)}
-  batch = jax.device_put(batch)
+  batch = jax.device_put({k: np.stack([v] * steps_per_call) for k, v in batch.items()})
   key = jax.random.key(1)
   holder = [state]
 
-  def run(n):
+  def run(n):  # n calls of steps_per_call steps.
     state = holder[0]
     for _ in range(n):
       state, metrics = step(state, batch, key)
@@ -104,8 +111,9 @@ def jax_stepper(size, batch, bn):
   return run
 
 
-def torch_stepper(size, batch, bn):
-  """A function running n eager PyTorch steps of the same network and optimizer."""
+def torch_stepper(size, batch, bn, steps_per_call):
+  """A function running n x steps_per_call eager PyTorch steps of the same network and
+  optimizer."""
   import torch  # pylint: disable=g-import-not-at-top
   from torch import nn  # pylint: disable=g-import-not-at-top
 
@@ -141,7 +149,7 @@ def torch_stepper(size, batch, bn):
   labels = torch.randint(0, NUM_CLASSES, (batch,), generator=generator)
 
   def run(n):
-    for _ in range(n):
+    for _ in range(n * steps_per_call):
       optimizer.zero_grad(set_to_none=True)
       loss = nn.functional.cross_entropy(net(images), labels)
       loss.backward()
@@ -155,15 +163,15 @@ def run_worker(args):
   """Serves 'run N' requests on stdin; answers 'done <seconds> <loss>' on stdout."""
   size, batch, bn = parse_shape(args.shape)
   make = {'jax': jax_stepper, 'torch': torch_stepper}[args.worker]
-  run = make(size, batch, bn)
+  run = make(size, batch, bn, args.steps_per_call)
   run(2)  # Compile (JAX) and warm up.
   start = time.perf_counter()
   run(1)
   print(f'ready {time.perf_counter() - start:.6f}', flush=True)
   for line in sys.stdin:
-    steps = int(line.split()[1])
+    calls = int(line.split()[1])
     start = time.perf_counter()
-    loss = run(steps)
+    loss = run(calls)
     print(f'done {time.perf_counter() - start:.6f} {loss:.6g}', flush=True)
 
 
@@ -173,14 +181,15 @@ def run_worker(args):
 class Worker:
   """A worker process for one framework and shape."""
 
-  def __init__(self, framework, shape):
+  def __init__(self, framework, shape, steps_per_call):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
     env['PYTHONPATH'] = os.pathsep.join(p for p in (str(ROOT), env.get('PYTHONPATH')) if p)
     self.name = framework
     self.proc = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), '--worker', framework, '--shape', shape],
+        [sys.executable, os.path.abspath(__file__), '--worker', framework, '--shape', shape,
+         '--steps_per_call', str(steps_per_call)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
-    self.step_s = float(self._answer('ready')[0])
+    self.call_s = float(self._answer('ready')[0])
 
   def _answer(self, word):
     line = self.proc.stdout.readline().split()
@@ -189,8 +198,8 @@ class Worker:
       raise RuntimeError(f'{self.name} worker failed (see its stderr above)')
     return line[1:]
 
-  def time(self, steps):
-    self.proc.stdin.write(f'run {steps}\n')
+  def time(self, calls):
+    self.proc.stdin.write(f'run {calls}\n')
     self.proc.stdin.flush()
     seconds, loss = self._answer('done')
     if not math.isfinite(float(loss)):
@@ -228,13 +237,14 @@ def compare(shape, args):
   """Median images/s of each framework at `shape`, timed alternately."""
   size, batch, bn = parse_shape(shape)
   frameworks = args.frameworks.split(',')
-  workers = [Worker(f, shape) for f in frameworks]  # One at a time: compiles don't overlap.
+  workers = [Worker(f, shape, args.steps_per_call) for f in frameworks]  # One at a time: compiles don't overlap.
   try:
-    steps = {w.name: max(1, round(args.seconds / w.step_s)) for w in workers}
+    calls = {w.name: max(1, round(args.seconds / w.call_s)) for w in workers}
     rates = {w.name: [] for w in workers}
+    per_call = batch * args.steps_per_call
     for repeat in range(args.repeats):
       for w in (workers if repeat % 2 == 0 else workers[::-1]):
-        rates[w.name].append(batch * steps[w.name] / w.time(steps[w.name]))
+        rates[w.name].append(per_call * calls[w.name] / w.time(calls[w.name]))
   finally:
     for w in workers:
       w.close()
@@ -259,7 +269,8 @@ def main(argv=None):
     jax_rate, torch_rate = medians.get('jax', math.nan), medians.get('torch', math.nan)
     print(f'vs_torch S={size} B={batch} bn={bn}: jax {jax_rate:.0f} torch '
           f'{torch_rate:.0f} ratio {jax_rate / torch_rate:.2f}', flush=True)
-    print(f'#   min-max img/s over {args.repeats} runs: {spread}; load {before} -> '
+    print(f'#   steps per JAX call {args.steps_per_call}; min-max img/s over '
+          f'{args.repeats} runs: {spread}; load {before} -> '
           f'{loadavg()}', flush=True)
 
 

@@ -124,8 +124,11 @@ def get_config(arg=None):
   config.stage3.margin = 0.2
   config.stage3.widths = (256, 128)  # Dense layers; the last is the embedding size.
 
-  config.log_every = 50  # Steps between metric lines.
+  config.log_every = 60  # Steps between metric lines (a multiple of steps_per_call).
   config.checkpoint_every = 300  # Steps between checkpoints.
+  # Train steps per compiled call (unrolled; calls are cut where the loop logs and
+  # saves): 1.22x stage 1's throughput at 4 on a 2-core CPU (experiments/bench).
+  config.steps_per_call = 4
   config.keep_checkpoints = 2
 
   # Evaluators run by `devise-jax eval`, in order (devise_jax/evaluators/__init__.py).
@@ -163,8 +166,9 @@ def get_config(arg=None):
       stage.num_steps = 6
       stage.batch_size = 16
       stage.warmup_steps = 1
-    config.log_every = 2
+    config.log_every = 3
     config.checkpoint_every = 3
+    config.steps_per_call = 3  # Two calls of three steps a stage.
     config.eval.batch_size = 100
   elif arg == 'hard':
     config.data.unseen_classes = ('Pullover', 'Ankle boot', 'Trouser')
