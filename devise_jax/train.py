@@ -233,15 +233,16 @@ def multi_step(step, n):
   """`n` steps of `step` as one function `(state, batches, rng) -> (state, metrics)` of
   batches stacked [n, ...]; the metrics are the last step's.
 
-  The steps are unrolled (`scan(unroll=True)`): XLA:CPU then overlaps the end of one
-  step (the optimiser's many small updates) with the start of the next and the call is
-  dispatched once, 1.13-1.22x the throughput of single calls for stage 1 on a 2-core
-  CPU (experiments/bench/README.md). A rolled scan was 6x slower there.
+  The steps are written out one after the other (unrolled): XLA:CPU then overlaps the
+  end of one step (the optimiser's many small updates) with the start of the next, and
+  the call is dispatched once: 1.13-1.22x the throughput of single calls for stage 1 on
+  a 2-core CPU (experiments/bench/README.md). A `lax.scan` loop (XLA while loop) was
+  6x slower there.
   """
   def run(state, batches, rng):
-    state, metrics = jax.lax.scan(lambda s, b: step(s, b, rng), state, batches,
-                                  unroll=True)
-    return state, jax.tree_util.tree_map(lambda m: m[-1], metrics)
+    for i in range(n):
+      state, metrics = step(state, jax.tree_util.tree_map(lambda b: b[i], batches), rng)
+    return state, metrics
   return run
 
 

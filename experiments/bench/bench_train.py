@@ -220,14 +220,17 @@ def run_worker(args):
 def run_loop(args):
   """The real stage-1 loop of --config against its bare step, in one process.
 
-  Bare step: the same jitted step (`train.jit_step`) on one real batch kept on the
-  devices, timed before and after the loop. Loop: `train.train_stage` in a fresh
+  Bare step: the same compiled call (`config.steps_per_call` steps by `train.multi_step`,
+  jitted by `train.jit_step`) on one real batch kept on the devices, timed before and
+  after the loop. Loop: `train.train_stage` in a fresh
   workdir (input pipeline with its first-epoch image cache fill, progress bar, metrics,
   checkpoints), timed from the first logged step after 100 (compile and warm-up
   excluded) to the last; at logged steps the loop has synced with the devices.
   """
   import tempfile  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
+  from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
   from devise_jax import train  # pylint: disable=g-import-not-at-top
 
   config = load_config(args.config)
@@ -240,8 +243,11 @@ def run_loop(args):
   model = train._model(config, 'stage1', len(classes[1]), classes[3].dim)  # pylint: disable=protected-access
   step, batches = train._step_and_batches(config, workdir, 'stage1', model, classes, 0)  # pylint: disable=protected-access
   mesh = train.data_mesh()
-  step_fn = train.jit_step(step, mesh)
-  batch = train.shard_batch(next(batches), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data')))
+  per_call = config.get('steps_per_call', 1)
+  step_fn = train.jit_step(train.multi_step(step, per_call), mesh, stacked=True)
+  batch = next(batches)
+  batch = train.shard_batch({k: np.stack([v] * per_call) for k, v in batch.items()},
+                            jax.sharding.NamedSharding(mesh, P(None, 'data')))
   state = train.create_train_state(config, model, 'stage1', jax.random.key(0))
   key = jax.random.key(1)
 
@@ -255,7 +261,7 @@ def run_loop(args):
       for _ in range(10):
         state, metrics = step_fn(state, batch, key)
       jax.block_until_ready(metrics)
-      count += 10
+      count += 10 * per_call
     return count * batch_size / (time.perf_counter() - start)
 
   before = bare()
@@ -266,7 +272,8 @@ def run_loop(args):
   loop = (steps - first) * batch_size / (marks[steps] - marks[first])
   after = bare()
   mean = (before + after) / 2
-  print(f'loop vs bare step ({steps} steps of {batch_size}, {jax.device_count()} '
+  print(f'loop vs bare step ({steps} steps of {batch_size}, {per_call} a call, '
+        f'{jax.device_count()} '
         f'{jax.default_backend()} device(s)): loop {loop:.0f} img/s, bare step '
         f'{mean:.0f} img/s (before {before:.0f}, after {after:.0f}), ratio {loop / mean:.2f}')
   print(f'load average: {" ".join(open("/proc/loadavg").read().split()[:3])}')
