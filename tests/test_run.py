@@ -70,9 +70,12 @@ def test_one_evaluation_restores_each_stage_once(reference_run, tmp_path, monkey
 
 
 def test_train_step_compiles_once(tiny_config, tmp_path, monkeypatch):
+  # One compiled call holds steps_per_call copies of the step (`train.multi_step`
+  # writes them out), and the tiny run's calls all have that many steps: traced that
+  # often once, never again per call.
   real = train.make_train_step
   monkeypatch.setattr(train, 'make_train_step', lambda *a, **k: chex.assert_max_traces(
-      real(*a, **k), n=1))
+      real(*a, **k), n=tiny_config.steps_per_call))
   chex.clear_trace_counter()
   train.train_stage(tiny_config, str(tmp_path / 'run'), 'stage1', log=lambda m: None)
 
