@@ -19,6 +19,7 @@ from devise_jax import train
 from devise_jax import vocabulary
 from devise_jax import wordnet
 from devise_jax.evaluators import common
+from devise_jax.models import devise as devise_model
 
 
 def evaluate(run, split=None):
@@ -93,7 +94,7 @@ def calibrate(run):
 
   def fit_devise(f, y, ids):
     projection = fit('stage2', f, y, ids)['projection']
-    return lambda x: _unit(x @ projection['kernel'] + projection['bias'])
+    return lambda x: _unit(devise_model.project({'projection': projection}, x))
 
   def fit_logits(f, y, ids):
     classifier = fit('stage1', f, y, ids)['classifier']

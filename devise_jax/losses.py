@@ -50,7 +50,14 @@ def cosine(embedding, label_vectors, labels, eps=1e-8):
   return 1.0 - jnp.sum(embedding * target, axis=1) / (norm * jnp.linalg.norm(target, axis=1))
 
 
-DEVISE_LOSSES = {'hinge_rank': hinge_rank, 'cosine': cosine}
+def label_softmax(embedding, label_vectors, labels):
+  """Cross-entropy of `labels` under a softmax over the dot products t_j . Mv: every
+  label is a negative, weighted by how close it scores (the hinge weighs only those
+  within the margin, equally). The scale of Mv acts as the inverse temperature."""
+  return optax.softmax_cross_entropy_with_integer_labels(embedding @ label_vectors.T, labels)
+
+
+DEVISE_LOSSES = {'hinge_rank': hinge_rank, 'cosine': cosine, 'label_softmax': label_softmax}
 
 
 # Stage 3: metric-learning losses on L2-normalised embeddings [B, D] with labels [B].

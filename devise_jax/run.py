@@ -23,6 +23,7 @@ import tqdm
 
 from devise_jax import checkpoint
 from devise_jax import input_pipeline
+from devise_jax.models import devise
 from devise_jax.models import siamese as siamese_model
 from devise_jax.models import squeezenet
 
@@ -186,5 +187,5 @@ def _dense(params, x):
 
 
 def _project_unit(params, features):
-  v = _dense(params, features)
+  v = devise.project({'projection': params}, features)
   return v / jnp.sqrt(jnp.sum(v * v, axis=-1, keepdims=True) + 1e-12)

@@ -172,6 +172,9 @@ def make_train_step(model, loss_kind, stage_config, label_vectors, seen_lookup,
   trained encoder) or keeps them (a frozen one). `on_features`: batches hold a frozen
   encoder's `features` instead of images, and only the projection is applied.
   """
+  if loss_kind == 'devise' and stage_config.loss not in losses.DEVISE_LOSSES:
+    raise ValueError(f'--config.stage2.loss={stage_config.loss!r}: must be one of '
+                     f'{sorted(losses.DEVISE_LOSSES)}')
   label_vectors = jnp.asarray(label_vectors)
   seen_lookup = jnp.asarray(seen_lookup)
 
@@ -297,8 +300,14 @@ def _initial_state(config, workdir, stage, model, mngr, log):
   if previous:
     variables, step = checkpoint.load_variables(workdir, previous)
     log(f'{stage}: starting from {previous} step {step}')
-    state = state.replace(params=variables['params'],
-                          batch_stats=variables.get('batch_stats'))
+    params = dict(variables['params'])
+    if _centered(config, stage):  # From the features the stage starts from.
+      features, labels = run_lib.Run.load(workdir, stages=(previous,)).split_features(
+          config.data.train_split, previous)
+      _, seen, _, _ = checkpoint.load_classes(workdir)
+      params['projection'] = dict(params['projection'],
+                                  center=feature_center(features, labels, seen))
+    state = state.replace(params=params, batch_stats=variables.get('batch_stats'))
   return state
 
 
@@ -307,7 +316,17 @@ def _model(config, stage, num_seen, embed_dim):
   if spec.model == 'siamese':
     return siamese.create_head(config)
   frozen = spec.trainable(config[stage])['encoder'] == 'freeze'
-  return devise.create_model(config.model, num_seen, embed_dim, freeze_encoder=frozen)
+  return devise.create_model(config.model, num_seen, embed_dim, freeze_encoder=frozen,
+                             center_features=_centered(config, stage))
+
+
+def _centered(config, stage):
+  return STAGE_TABLE[stage].loss == 'devise' and config[stage].get('center_features', False)
+
+
+def feature_center(features, labels, class_ids):
+  """The projection's fixed `center`: the mean feature of the images of `class_ids`."""
+  return np.asarray(features[np.isin(labels, class_ids)].mean(0), np.float32)
 
 
 def _step_and_batches(config, workdir, stage, model, classes, start):
@@ -349,6 +368,8 @@ def fit_on_features(config, stage, features, labels, class_ids, label_vectors, n
                  ('projection', label_vectors.shape[1]))
   rng = jax.random.fold_in(jax.random.key(config.seed), STAGES.index(stage))
   params = {head: nn.Dense(width).init(rng, jnp.zeros((1, features.shape[1])))['params']}
+  if _centered(config, stage):
+    params[head] = dict(params[head], center=feature_center(features, labels, class_ids))
   state = TrainState.create(apply_fn=None, params=params,
                             tx=make_optimizer(stage, stage_config, params))
   step = jax.jit(make_train_step(

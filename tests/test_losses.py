@@ -105,3 +105,16 @@ def test_label_to_image_hinge_matches_a_loop():
   same = losses.label_to_image_hinge(jnp.asarray(emb), jnp.asarray(vecs),
                                      jnp.zeros(12, jnp.int32), 0.2)
   assert float(jnp.abs(same).sum()) == 0.0
+
+
+def test_label_softmax_against_numpy():
+  rng = np.random.default_rng(4)
+  emb = rng.normal(size=(5, 4)) * 3
+  vecs = _unit(rng.normal(size=(3, 4)))
+  labels = np.array([0, 2, 1, 1, 0])
+  expected = []
+  for i in range(5):
+    s = [emb[i] @ vecs[j] for j in range(3)]
+    expected.append(np.log(sum(np.exp(x) for x in s)) - s[labels[i]])
+  got = losses.label_softmax(jnp.asarray(emb), jnp.asarray(vecs), jnp.asarray(labels))
+  np.testing.assert_allclose(got, expected, rtol=1e-5)

@@ -104,3 +104,24 @@ def test_frozen_encoder_gets_no_gradient():
       params)
   assert all(not np.any(g) for g in jax.tree_util.tree_leaves(grads['encoder']))
   assert np.any(grads['projection']['kernel'])
+
+
+def test_centered_projection_maps_unit_centred_features_and_never_moves_its_center():
+  model = devise.DeViSEModel(num_classes=3, embed_dim=4, freeze_encoder=True,
+                             center_features=True)
+  x = jax.random.normal(jax.random.key(1), (3, 32, 32, 3))
+  params = jax.jit(model.init)(jax.random.key(0), x)['params']
+  plain = devise.DeViSEModel(num_classes=3, embed_dim=4)
+  same_init = jax.jit(plain.init)(jax.random.key(0), x)['params']['projection']
+  np.testing.assert_array_equal(params['projection']['kernel'], same_init['kernel'])
+  center = np.linspace(-1.0, 1.0, 512).astype(np.float32)
+  params['projection'] = dict(params['projection'], center=center)
+  out = model.apply({'params': params}, x)
+  f = np.asarray(out['features'], np.float64) - center
+  p = params['projection']
+  expected = [(f[i] / np.sqrt(f[i] @ f[i])) @ np.asarray(p['kernel']) + p['bias']
+              for i in range(3)]
+  np.testing.assert_allclose(out['embedding'], expected, rtol=1e-5, atol=1e-6)
+  grads = jax.grad(lambda q: model.apply({'params': q}, x)['embedding'].sum())(params)
+  assert not np.any(grads['projection']['center'])
+  assert np.any(grads['projection']['kernel'])

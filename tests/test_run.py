@@ -23,17 +23,25 @@ def test_outputs_match_the_whole_model(reference_run):
   config, workdir, _ = reference_run
   run = run_lib.Run.load(workdir)
   out = run.outputs('test[:64]')
-  model = devise.create_model(config.model, len(run.seen), run.label_space.dim)
+  model1, model2 = (devise.create_model(config.model, len(run.seen), run.label_space.dim,
+                                        center_features=centred)
+                     for centred in (False, config.stage2.center_features))
   batch = next(input_pipeline.eval_iterator(config.data, split='test[:64]', batch_size=64))
   v1, _ = checkpoint.load_variables(workdir, 'stage1')
   v2, _ = checkpoint.load_variables(workdir, 'stage2')
-  want1, want2 = model.apply(v1, batch['image']), model.apply(v2, batch['image'])
+  want1, want2 = model1.apply(v1, batch['image']), model2.apply(v2, batch['image'])
   emb = np.asarray(want2['embedding'])
   np.testing.assert_array_equal(out.labels, batch['label'])
   np.testing.assert_allclose(out.logits, want1['logits'], atol=1e-4)
   np.testing.assert_allclose(out.features, want2['features'], atol=1e-4)
   np.testing.assert_allclose(out.devise, emb / np.linalg.norm(emb, axis=1, keepdims=True),
                              atol=1e-5)
+  # The projection by hand: unit(features - center) @ kernel + bias.
+  p = jax.tree.map(np.asarray, v2['params']['projection'])
+  centred = out.features - p['center']
+  by_hand = centred / np.linalg.norm(centred, axis=1, keepdims=True) @ p['kernel'] + p['bias']
+  np.testing.assert_allclose(out.devise, by_hand / np.linalg.norm(by_hand, axis=1,
+                                                                  keepdims=True), atol=1e-4)
   assert out.siamese.shape == (64, config.stage3.widths[-1])
 
 

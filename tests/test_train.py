@@ -15,6 +15,7 @@ import pytest
 
 from devise_jax import checkpoint
 from devise_jax import evaluate
+from devise_jax import run as run_lib
 from devise_jax import train
 
 
@@ -238,3 +239,23 @@ def test_steps_per_call_does_not_change_what_is_trained(tiny_config, tmp_path):
   # may round floats differently (fusion), so equal to float32 rounding.
   for a, b in zip(jax.tree_util.tree_leaves(params[1]), jax.tree_util.tree_leaves(params[3])):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_stage2_center_is_the_seen_classes_training_mean_and_stays(tiny_config, tmp_path):
+  config = tiny_config
+  config.stage2.center_features = True
+  workdir = str(tmp_path / 'run')
+  for stage in ('stage1', 'stage2'):
+    train.train_stage(config, workdir, stage, log=lambda m: None)
+  run = run_lib.Run.load(workdir)
+  features, labels = run.split_features(config.data.train_split, 'stage1')
+  seen_rows = [i for i in range(len(labels)) if labels[i] in set(run.seen)]
+  expected = np.mean(np.asarray(features, np.float64)[seen_rows], axis=0)
+  center = run.variables['stage2']['params']['projection']['center']
+  np.testing.assert_allclose(center, expected, rtol=1e-5, atol=1e-6)  # After 6 steps.
+  # Evaluation and search use the same map: unit(f - center) W + b, normalised.
+  p = run.variables['stage2']['params']['projection']
+  f = np.asarray(features[:4], np.float64) - center
+  v = (f / np.linalg.norm(f, axis=1, keepdims=True)) @ p['kernel'] + p['bias']
+  np.testing.assert_allclose(run.devise(features[:4]),
+                             v / np.linalg.norm(v, axis=1, keepdims=True), atol=1e-5)
