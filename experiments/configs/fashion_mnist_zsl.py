@@ -105,11 +105,20 @@ def get_config(arg=None):
   # that decides unseen predictions. Validation protocol: 0.616 vs 0.574 at 0.01.
   config.stage2.weight_decay = 3.0
   config.stage2.encoder_lr_scale = 0.0  # 0 freezes the encoder; the paper fine-tuned it.
-  config.stage2.loss = 'hinge_rank'  # or 'cosine' (the first seed's baseline).
-  config.stage2.margin = 0.1
+  # 'label_softmax' (cross-entropy over the seen labels' dot products), 'hinge_rank'
+  # (the paper's) or 'cosine' (the first seed's baseline). With center_features below,
+  # chosen on the validation protocol (5 splits x 2 seeds, zero-shot top-1 the
+  # criterion set before the sweep; experiments/stage2_sweep.py): 0.749 against 0.695
+  # for the paper's hinge on raw features, 0.716 centred with the hinge, 0.710 the
+  # softmax on raw features.
+  config.stage2.loss = 'label_softmax'
+  config.stage2.margin = 0.1  # Of hinge_rank.
   # Extra hinge negatives: the N most frequent vocabulary words (not seen-class words).
   config.stage2.vocab_negatives = 0
   config.stage2.image_ranking_weight = 0.0  # Weight of the label -> images ranking loss.
+  # Project unit(features - their training mean) instead of the raw features
+  # (devise_jax/models/devise.py); see stage2.loss for the validation numbers.
+  config.stage2.center_features = True
 
   # Stage 3: Siamese head on the frozen encoder's features (cached once per split).
   config.stage3 = ml_collections.ConfigDict()
