@@ -24,6 +24,7 @@ webdriver = pytest.importorskip(
     'selenium.webdriver', reason='selenium is not installed (pip install selenium)')
 from selenium.webdriver.chrome.service import Service  # pylint: disable=wrong-import-position
 from selenium.webdriver.common.by import By  # pylint: disable=wrong-import-position
+from selenium.common.exceptions import StaleElementReferenceException  # pylint: disable=wrong-import-position
 from selenium.webdriver.common.keys import Keys  # pylint: disable=wrong-import-position
 from selenium.webdriver.support.ui import WebDriverWait  # pylint: disable=wrong-import-position
 
@@ -121,7 +122,10 @@ def _expect_error(driver, wait, message):
   """An error toast appears whose text is exactly `message`; then it is closed."""
   wait.until(lambda d: message in _toasts(d))
   for close in driver.find_elements(By.CSS_SELECTOR, '.toast-close'):
-    close.click()
+    try:
+      close.click()
+    except StaleElementReferenceException:  # the toast timed out and left by itself
+      pass
   wait.until(lambda d: not _toasts(d))
 
 
@@ -253,7 +257,9 @@ def _api_docs(browser, wait, server):
 
 
 def test_every_tab_shows_the_library_answers(browser, server, library, tmp_path):
-  wait = WebDriverWait(browser, 60)
+  # Gradio re-renders toasts and results while we read them: an element found a moment
+  # ago may be gone, so a wait retries on stale elements instead of failing.
+  wait = WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,))
   browser.get(server.url)
   wait.until(lambda d: d.find_elements(By.ID, 'zs-predict'))
   tabs = [t.text for t in browser.find_elements(By.CSS_SELECTOR, 'button[role="tab"]')]
