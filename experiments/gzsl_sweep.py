@@ -34,6 +34,7 @@ from devise_jax import calibration
 from devise_jax import run as run_lib
 from devise_jax import train
 from devise_jax.evaluators import common
+from devise_jax.evaluators import conse
 from devise_jax.models import devise
 
 
@@ -41,13 +42,16 @@ def _unit(x):
   return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def _heads(config, features, labels, ids, vectors, names):
-  """(features -> DeViSE cosines over every class, features -> seen probabilities)."""
+def _heads(config, features, labels, ids, vectors, names, gating):
+  """(features -> DeViSE cosines over every class, features -> seen probabilities or
+  None without `gating`)."""
   p = train.fit_on_features(config, 'stage2', features, labels, ids, vectors,
                             names)['projection']
+  cosines = lambda x: _unit(devise.project({'projection': p}, x)) @ vectors.T
+  if not gating:
+    return cosines, lambda x: None
   c = train.fit_on_features(config, 'stage1', features, labels, ids, vectors,
                             names)['classifier']
-  cosines = lambda x: _unit(devise.project({'projection': p}, x)) @ vectors.T
   probs = lambda x: common.softmax(x @ c['kernel'] + c['bias'])
   return cosines, probs
 
@@ -65,9 +69,15 @@ def gated_scores(cosines, probs, seen, unseen, num_classes):
   return out
 
 
-def _methods(cosines, probs, seen, unseen, num_classes):
-  return {'stacking': cosines, 'gating': gated_scores(cosines, probs, seen, unseen,
-                                                      num_classes)}
+def _methods(cosines, probs, seen, unseen, num_classes, vectors, top_t):
+  """Scores of each method: DeViSE with calibrated stacking, and with a classifier
+  present also gating and ConSE (with calibrated stacking, as the package scores it)."""
+  out = {'stacking': cosines}
+  if probs is not None:
+    out['gating'] = gated_scores(cosines, probs, seen, unseen, num_classes)
+    conse_vectors = conse.conse_embedding(probs, vectors[seen], min(top_t, len(seen)))
+    out['conse_stacking'] = conse_vectors @ vectors.T
+  return out
 
 
 def _score(scores, labels, seen, unseen, threshold):
@@ -79,7 +89,7 @@ def _score(scores, labels, seen, unseen, threshold):
               best_threshold=calibration.best_gamma(scores, labels, seen, unseen))
 
 
-def evaluate_run(run, overrides):
+def evaluate_run(run, overrides, gating=True):
   config = ablation._override(run.config, overrides)  # pylint: disable=protected-access
   seen, unseen = np.asarray(run.seen), np.asarray(run.unseen)
   vectors, names, num_classes = run.label_space.vectors, run.names, len(run.names)
@@ -93,12 +103,15 @@ def evaluate_run(run, overrides):
   for fold in calibration.class_folds(seen, len(unseen), num_classes, config.seed):
     rest = np.setdiff1d(seen, fold)
     rows = np.isin(y_train, rest)
-    cos_fn, prob_fn = _heads(config, f_train[rows], y_train[rows], rest, vectors, names)
+    cos_fn, prob_fn = _heads(config, f_train[rows], y_train[rows], rest, vectors, names,
+                             gating)
     x, y = f_val[val_seen], y_val[val_seen]
-    for name, scores in _methods(cos_fn(x), prob_fn(x), rest, fold, num_classes).items():
+    for name, scores in _methods(cos_fn(x), prob_fn(x), rest, fold, num_classes, vectors,
+                                  config.eval.conse_top_t).items():
       chosen[name].append(calibration.best_gamma(scores, y, rest, fold))
-  cos_fn, prob_fn = _heads(config, f_train, y_train, seen, vectors, names)
-  methods = _methods(cos_fn(f_val), prob_fn(f_val), seen, unseen, num_classes)
+  cos_fn, prob_fn = _heads(config, f_train, y_train, seen, vectors, names, gating)
+  methods = _methods(cos_fn(f_val), prob_fn(f_val), seen, unseen, num_classes, vectors,
+                     config.eval.conse_top_t)
   return {name: _score(scores, y_val, seen, unseen, float(np.mean(chosen[name])))
           for name, scores in methods.items()}
 
@@ -108,6 +121,7 @@ def main():
   parser.add_argument('--runs', required=True, help='a protocol directory (stage 1 trained)')
   parser.add_argument('--stage2', default='center_l2_label_softmax',
                       help=f'a stage-2 variant of stage2_sweep: {", ".join(stage2_sweep.VARIANTS)}')
+  parser.add_argument('--no_gating', action='store_true', help='calibrated stacking only')
   parser.add_argument('--out', help='also write every run\'s numbers to this JSON file')
   args = parser.parse_args()
   transform, overrides = stage2_sweep.VARIANTS[args.stage2]
@@ -119,7 +133,7 @@ def main():
   results = collections.defaultdict(dict)
   for name in names:
     run = run_lib.Run.load(os.path.join(args.runs, name), stages=('stage1',))
-    for method, m in evaluate_run(run, overrides).items():
+    for method, m in evaluate_run(run, overrides, not args.no_gating).items():
       results[method][name] = m
       print(name, [run.names[i] for i in run.unseen], method,
             {k: round(v, 3) for k, v in m.items()}, flush=True)
@@ -135,8 +149,9 @@ def main():
              f'{np.std([m[k] for m in per_run.values()]):.3f}' for k in keys]
     runs = ', '.join(f'{m["h"]:.3f}' for m in per_run.values())
     print(f'| {method} | ' + ' | '.join(cells) + f' | {runs} |')
-  wins = sum(results['gating'][n]['h'] > results['stacking'][n]['h'] for n in names)
-  print(f'\ngating H above stacking H on {wins} of {len(names)} runs')
+  if 'gating' in results:
+    wins = sum(results['gating'][n]['h'] > results['stacking'][n]['h'] for n in names)
+    print(f'\ngating H above stacking H on {wins} of {len(names)} runs')
 
 
 if __name__ == '__main__':
