@@ -89,6 +89,11 @@ def _score(scores, labels, seen, unseen, threshold):
               best_threshold=calibration.best_gamma(scores, labels, seen, unseen))
 
 
+def curve_points(scores, labels, seen, unseen):
+  """The calibrated-stacking curve as lists (gammas, seen, unseen), for --curves."""
+  return [a.tolist() for a in calibration.curve(scores, labels, seen, unseen)]
+
+
 def evaluate_run(run, overrides, gating=True):
   config = ablation._override(run.config, overrides)  # pylint: disable=protected-access
   seen, unseen = np.asarray(run.seen), np.asarray(run.unseen)
@@ -112,8 +117,9 @@ def evaluate_run(run, overrides, gating=True):
   cos_fn, prob_fn = _heads(config, f_train, y_train, seen, vectors, names, gating)
   methods = _methods(cos_fn(f_val), prob_fn(f_val), seen, unseen, num_classes, vectors,
                      config.eval.conse_top_t)
-  return {name: _score(scores, y_val, seen, unseen, float(np.mean(chosen[name])))
-          for name, scores in methods.items()}
+  return ({name: _score(scores, y_val, seen, unseen, float(np.mean(chosen[name])))
+           for name, scores in methods.items()},
+          {name: curve_points(scores, y_val, seen, unseen) for name, scores in methods.items()})
 
 
 def main():
@@ -123,6 +129,7 @@ def main():
                       help=f'a stage-2 variant of stage2_sweep: {", ".join(stage2_sweep.VARIANTS)}')
   parser.add_argument('--no_gating', action='store_true', help='calibrated stacking only')
   parser.add_argument('--out', help='also write every run\'s numbers to this JSON file')
+  parser.add_argument('--curves', help='also write every run\'s curves to this JSON file')
   args = parser.parse_args()
   transform, overrides = stage2_sweep.VARIANTS[args.stage2]
   if transform is not stage2_sweep._identity:  # pylint: disable=protected-access
@@ -130,16 +137,18 @@ def main():
   overrides = {**stage2_sweep.PAPER, **overrides}
   names = sorted(n for n in os.listdir(args.runs)
                  if os.path.isdir(os.path.join(args.runs, n, 'checkpoints', 'stage1')))
-  results = collections.defaultdict(dict)
+  results, curves = collections.defaultdict(dict), {}
   for name in names:
     run = run_lib.Run.load(os.path.join(args.runs, name), stages=('stage1',))
-    for method, m in evaluate_run(run, overrides, not args.no_gating).items():
+    scored, curves[name] = evaluate_run(run, overrides, not args.no_gating)
+    for method, m in scored.items():
       results[method][name] = m
       print(name, [run.names[i] for i in run.unseen], method,
             {k: round(v, 3) for k, v in m.items()}, flush=True)
-  if args.out:
-    with open(args.out, 'w', encoding='utf-8') as f:
-      json.dump(results, f, indent=1)
+  for path, value in ((args.out, results), (args.curves, curves)):
+    if path:
+      with open(path, 'w', encoding='utf-8') as f:
+        json.dump(value, f, indent=1)
   keys = ('h', 'seen', 'unseen', 'ausuc', 'best_h')
   print(f'\n{len(names)} runs, stage 2 {args.stage2}\n')
   print('| method | ' + ' | '.join(keys) + ' | h per run |')
