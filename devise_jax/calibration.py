@@ -12,7 +12,10 @@ images; the fold's classes then act as unseen on the validation images
 (`config.data.val_split`), and the gamma with the best harmonic mean is kept. The
 chosen gamma is the mean over folds. The encoder was trained on every seen class, so
 the fold's classes are less novel to it than real unseen ones: this is a cheap,
-test-free estimate, not an exact replica.
+test-free estimate, not an exact replica. `scaled` corrects for that by a factor per
+method (`config.eval.gamma_scale`, `conse_gamma_scale`), chosen on the validation
+protocol, whose pseudo-unseen classes the encoder never saw
+(experiments/gzsl_sweep.py).
 """
 
 import numpy as np
@@ -87,6 +90,14 @@ def stacked_accuracy(scores, labels, seen, unseen, gamma):
   s = common.per_class_mean(correct[is_seen], labels[is_seen])
   u = common.per_class_mean(correct[~is_seen], labels[~is_seen])
   return s, u, common.harmonic_mean(s, u)
+
+
+def scaled(fold_gammas, eval_config):
+  """{gamma_devise, gamma_conse}: the fold gammas times `eval_config.gamma_scale` and
+  `conse_gamma_scale` (1 when absent)."""
+  scales = dict(gamma_devise=eval_config.get('gamma_scale', 1.0),
+                gamma_conse=eval_config.get('conse_gamma_scale', 1.0))
+  return {k: float(v) * scales[k] for k, v in fold_gammas.items()}
 
 
 def num_validation_unseen(num_seen, num_unseen, num_classes):

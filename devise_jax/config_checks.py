@@ -43,6 +43,8 @@ RULES = {
     'data.unseen_fraction': _PROBABILITY,
     'model.dropout': _PROBABILITY,
     'eval.batch_size': _POSITIVE_INT,
+    'eval.gamma_scale': _NON_NEGATIVE,
+    'eval.conse_gamma_scale': _NON_NEGATIVE,
     'stage2.margin': _NON_NEGATIVE,
     'stage2.vocab_negatives': _NON_NEGATIVE_INT,
     'stage2.image_ranking_weight': _NON_NEGATIVE,

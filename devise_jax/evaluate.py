@@ -78,15 +78,16 @@ def wordnet_inputs(run):
 
 
 def calibrate(run):
-  """{gamma_devise, gamma_conse} of calibrated stacking, chosen on the training data by
-  class-wise folds (devise_jax/calibration.py) and saved in the workdir; {} when the
-  config has no validation split."""
+  """{gamma_devise, gamma_conse} of calibrated stacking: chosen on the training data by
+  class-wise folds (devise_jax/calibration.py; the fold gammas are saved in the
+  workdir), times the config's correction (`calibration.scaled`); {} when the config
+  has no validation split."""
   config = run.config
   if not config.data.get('val_split'):
     return {}
   saved = checkpoint.load_calibration(run.workdir)
   if saved and saved.get('steps') == run.steps:
-    return saved['gammas']
+    return calibration.scaled(saved['gammas'], config.eval)
   seen_only = lambda split: _rows(run.split_features(split, 'stage1'), run.seen)
   label_vectors = run.label_space.vectors
   fit = lambda stage, f, y, ids: train.fit_on_features(config, stage, f, y, ids,
@@ -107,7 +108,7 @@ def calibrate(run):
       top_t=config.eval.conse_top_t, seed=config.seed, hubness_k=_hubness_k(config))
   gammas = dict(gamma_devise=devise, gamma_conse=conse)
   checkpoint.save_calibration(run.workdir, dict(steps=run.steps, gammas=gammas))
-  return gammas
+  return calibration.scaled(gammas, config.eval)
 
 
 def _hubness_k(config):

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from devise_jax import calibration
 from devise_jax import checkpoint
 from devise_jax import input_pipeline
 from devise_jax.models import devise
@@ -63,7 +64,7 @@ class Run:
     # Calibrated stacking's gamma for DeViSE scores over all classes (None: not yet
     # calibrated, or calibrated for other checkpoints): `devise-jax eval` saves it.
     saved = checkpoint.load_calibration(workdir)
-    self.gamma = (saved['gammas']['gamma_devise']
+    self.gamma = (calibration.scaled(saved['gammas'], config.eval)['gamma_devise']
                   if saved and saved.get('steps') == steps else None)
     self.traces = collections.Counter()  # Compilations per function (tests read it).
     model = config.model

@@ -100,6 +100,9 @@ def evaluate_run(run, overrides, gating=True):
   vectors, names, num_classes = run.label_space.vectors, run.names, len(run.names)
   f_train, y_train = run.split_features(config.data.train_split, 'stage1')
   f_val, y_val = run.split_features(config.data.eval_split, 'stage1')
+  # As evaluation does: the excluded classes' images are dropped (no image, no candidate).
+  rows = np.isin(y_val, np.union1d(seen, unseen))
+  f_val, y_val = f_val[rows], y_val[rows]
   keep = np.isin(y_train, seen)
   f_train, y_train = f_train[keep], y_train[keep]
   val_seen = np.isin(y_val, seen)

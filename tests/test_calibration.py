@@ -3,10 +3,13 @@ chosen on training data only."""
 
 import os
 
+import ml_collections
 import numpy as np
 import pytest
 
 from devise_jax import calibration
+from devise_jax import checkpoint
+from devise_jax import config_checks
 from devise_jax import evaluate
 from devise_jax import run as run_lib
 
@@ -75,3 +78,29 @@ def test_gamma_ignores_the_test_labels(reference_run, monkeypatch):
 
   monkeypatch.setattr(run, 'split_features', shuffled)
   assert evaluate.calibrate(run) == first
+
+
+def test_gamma_scale_multiplies_the_saved_fold_gammas(reference_run, monkeypatch):
+  _, workdir, _ = reference_run
+  evaluate.calibrate(run_lib.Run.load(workdir))  # Saves the fold gammas (if not yet).
+  fold = checkpoint.load_calibration(workdir)['gammas']
+  real = checkpoint.load_config
+
+  def with_scales(path):
+    config = real(path)
+    config.eval.gamma_scale, config.eval.conse_gamma_scale = 0.5, 2.0
+    return config
+
+  monkeypatch.setattr(checkpoint, 'load_config', with_scales)
+  run = run_lib.Run.load(workdir)
+  assert run.gamma == pytest.approx(0.5 * fold['gamma_devise'])
+  assert evaluate.calibrate(run) == pytest.approx(
+      {'gamma_devise': 0.5 * fold['gamma_devise'], 'gamma_conse': 2.0 * fold['gamma_conse']})
+  assert checkpoint.load_calibration(workdir)['gammas'] == fold  # Saved unscaled.
+
+
+def test_a_negative_gamma_scale_is_refused_by_name():
+  config = ml_collections.ConfigDict({'eval': {'gamma_scale': -0.5}})
+  with pytest.raises(ValueError, match=r'^--config.eval.gamma_scale=-0.5: must be a finite '
+                                       r'number >= 0$'):
+    config_checks.check(config)
