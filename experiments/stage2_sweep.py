@@ -90,6 +90,10 @@ def _embeddings(run, variants):
   features, labels = run.split_features(config.data.train_split, 'stage1')
   keep = np.isin(labels, run.seen)
   val, val_labels = run.split_features(config.data.eval_split, 'stage1')
+  # As evaluation does: the excluded classes' images are dropped (no image, no candidate).
+  # (Tables recorded before 2026-12-03 kept them, which lowered only their w2i columns.)
+  rows = np.isin(val_labels, np.union1d(run.seen, run.unseen))
+  val, val_labels = val[rows], val_labels[rows]
   vectors = run.label_space.vectors
   out = {}
   for name in variants:
