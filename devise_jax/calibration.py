@@ -6,7 +6,7 @@ argmax_c score(c) - gamma * [c is seen]. Sweeping gamma traces the seen/unseen a
 curve; its area is AUSUC.
 
 gamma is chosen on the training data alone, by class-wise folds: the seen classes are
-split into folds; for each fold the head (DeViSE projection, or the softmax classifier
+split into folds (one class each, up to 10 folds); for each fold the head (DeViSE projection, or the softmax classifier
 ConSE combines) is refitted on the cached features of the other seen classes' training
 images; the fold's classes then act as unseen on the validation images
 (`config.data.val_split`), and the gamma with the best harmonic mean is kept. The
@@ -107,15 +107,29 @@ def num_validation_unseen(num_seen, num_unseen, num_classes):
   return int(min(num_seen - 2, max(1, round(num_seen * num_unseen / num_classes))))
 
 
-def class_folds(seen, num_unseen, num_classes, seed):
-  """Seen classes in folds of about the size of a real unseen set (seeded)."""
-  size = num_validation_unseen(len(seen), num_unseen, num_classes)
+def class_folds(seen, seed, max_folds=10):
+  """The seen classes shuffled (seeded) into min(len(seen), max_folds) folds: one class
+  per fold up to `max_folds` seen classes. The same geometry whatever the split's
+  unseen share, so the validation protocol (5 seen classes) and the test protocol (7)
+  calibrate with the same estimator, and the fold gamma averages over as many folds as
+  there are classes (up to `max_folds` refits)."""
   shuffled = np.random.default_rng(seed).permutation(np.asarray(seen))
-  return [np.sort(f) for f in np.array_split(shuffled, max(2, len(seen) // size))]
+  return [np.sort(f) for f in np.array_split(shuffled, min(len(shuffled), max_folds))]
 
 
-def fold_gammas(fit_devise, fit_logits, train, val, seen, label_vectors, *, num_unseen,
-                num_classes, top_t, seed, hubness_k=0):
+def saved_key(steps, seen, seed):
+  """What a saved calibration (calibration.json) was computed from: the checkpoints'
+  steps and the folds. A saved record is reused only when these match."""
+  return dict(steps=dict(steps), folds=[[int(c) for c in f] for f in class_folds(seen, seed)])
+
+
+def matches(saved, key):
+  """Whether the saved record `saved` (or None) was computed for `key` (`saved_key`)."""
+  return bool(saved) and all(saved.get(k) == v for k, v in key.items())
+
+
+def fold_gammas(fit_devise, fit_logits, train, val, seen, label_vectors, *, top_t, seed,
+                hubness_k=0):
   """(DeViSE gamma, ConSE gamma): means over class-wise folds of the seen classes.
 
   `train` and `val` are (features, labels) of seen-class images only; `fit_devise(
@@ -125,7 +139,7 @@ def fold_gammas(fit_devise, fit_logits, train, val, seen, label_vectors, *, num_
   the penalty computed from the fold's own training images.
   """
   gammas = []
-  for fold in class_folds(seen, num_unseen, num_classes, seed):
+  for fold in class_folds(seen, seed):
     rest = np.setdiff1d(seen, fold)
     keep = np.isin(train[1], rest)
     devise = fit_devise(train[0][keep], train[1][keep], rest)

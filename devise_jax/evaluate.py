@@ -86,7 +86,8 @@ def calibrate(run):
   if not config.data.get('val_split'):
     return {}
   saved = checkpoint.load_calibration(run.workdir)
-  if saved and saved.get('steps') == run.steps:
+  key = calibration.saved_key(run.steps, run.seen, config.seed)
+  if calibration.matches(saved, key):
     return calibration.scaled(saved['gammas'], config.eval)
   seen_only = lambda split: _rows(run.split_features(split, 'stage1'), run.seen)
   label_vectors = run.label_space.vectors
@@ -104,10 +105,9 @@ def calibrate(run):
   devise, conse = calibration.fold_gammas(
       fit_devise, fit_logits, seen_only(config.data.train_split),
       seen_only(config.data.val_split), run.seen, label_vectors,
-      num_unseen=len(run.unseen), num_classes=len(run.seen) + len(run.unseen),
       top_t=config.eval.conse_top_t, seed=config.seed, hubness_k=_hubness_k(config))
   gammas = dict(gamma_devise=devise, gamma_conse=conse)
-  checkpoint.save_calibration(run.workdir, dict(steps=run.steps, gammas=gammas))
+  checkpoint.save_calibration(run.workdir, dict(key, gammas=gammas))
   return calibration.scaled(gammas, config.eval)
 
 

@@ -62,10 +62,11 @@ class Run:
     self.names, self.seen, self.unseen, self.label_space = classes
     self.variables, self.steps = variables, steps
     # Calibrated stacking's gamma for DeViSE scores over all classes (None: not yet
-    # calibrated, or calibrated for other checkpoints): `devise-jax eval` saves it.
+    # calibrated, or calibrated for other checkpoints or folds): `devise-jax eval` saves it.
     saved = checkpoint.load_calibration(workdir)
+    key = calibration.saved_key(steps, classes[1], config.seed)
     self.gamma = (calibration.scaled(saved['gammas'], config.eval)['gamma_devise']
-                  if saved and saved.get('steps') == steps else None)
+                  if calibration.matches(saved, key) else None)
     self.traces = collections.Counter()  # Compilations per function (tests read it).
     model = config.model
     dtype = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}[model.dtype]

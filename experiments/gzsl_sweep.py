@@ -108,7 +108,7 @@ def evaluate_run(run, overrides, gating=True):
   val_seen = np.isin(y_val, seen)
   # Thresholds on class-wise folds of the seen classes, as calibration.fold_gammas.
   chosen = collections.defaultdict(list)
-  for fold in calibration.class_folds(seen, len(unseen), num_classes, config.seed):
+  for fold in calibration.class_folds(seen, config.seed):
     rest = np.setdiff1d(seen, fold)
     rows = np.isin(y_train, rest)
     cos_fn, prob_fn = _heads(config, f_train[rows], y_train[rows], rest, vectors, names,

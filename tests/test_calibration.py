@@ -54,12 +54,27 @@ def test_curve_matches_stacking_at_every_gamma():
     assert (s, u) == pytest.approx(want[:2])
 
 
-def test_folds_partition_the_seen_classes():
-  folds = calibration.class_folds(np.arange(7), 3, 10, seed=0)
+def test_folds_hold_out_one_class_each_up_to_max_folds():
+  folds = calibration.class_folds(np.arange(7), seed=0)
   assert sorted(np.concatenate(folds).tolist()) == list(range(7))
-  assert [len(f) for f in folds] == [3, 2, 2]
+  assert [len(f) for f in folds] == [1] * 7
   assert all(np.array_equal(a, b) for a, b in
-             zip(folds, calibration.class_folds(np.arange(7), 3, 10, seed=0)))
+             zip(folds, calibration.class_folds(np.arange(7), seed=0)))
+  many = calibration.class_folds(np.arange(23), seed=1, max_folds=10)
+  assert sorted(np.concatenate(many).tolist()) == list(range(23))
+  assert sorted(len(f) for f in many) == [2] * 7 + [3] * 3
+
+
+def test_a_saved_calibration_for_other_folds_is_not_reused():
+  key = calibration.saved_key({'stage1': 6, 'stage2': 6}, [0, 2, 5], seed=0)
+  assert sorted(key['folds']) == [[0], [2], [5]]
+  saved = dict(key, gammas={'gamma_devise': 0.1, 'gamma_conse': 0.2})
+  assert calibration.matches(saved, key)
+  assert not calibration.matches(None, key)
+  assert not calibration.matches({'steps': key['steps'], 'gammas': {}}, key)  # Older file.
+  other = dict(saved, folds=[[0, 2], [5]])
+  assert not calibration.matches(other, key)
+  assert not calibration.matches(dict(saved, steps={'stage1': 6, 'stage2': 7}), key)
 
 
 def test_gamma_ignores_the_test_labels(reference_run, monkeypatch):
