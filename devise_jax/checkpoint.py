@@ -275,8 +275,12 @@ def trained_stages(workdir):
   return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
 
 
-def _safe(name):
-  return re.sub(r'[^A-Za-z0-9_.-]+', '_', name)
+def file_name(name):
+  """A file-name-safe form of `name` (a split, a gallery), one per name: characters
+  other than letters, digits and `_.-` become `_`, and when any did, 8 hex digits of
+  the name's SHA-256 follow, so 'train[:90%]' and 'train[90%:]' stay apart."""
+  safe = re.sub(r'[^A-Za-z0-9_.-]+', '_', name)
+  return safe if safe == name else f'{safe}-{hashlib.sha256(name.encode()).hexdigest()[:8]}'
 
 
 def _save_npz(path, arrays):
@@ -287,7 +291,7 @@ def _save_npz(path, arrays):
 
 
 def _features_path(workdir, stage, step, split):
-  return os.path.join(workdir, 'features', f'{stage}-{step}', _safe(split) + '.npz')
+  return os.path.join(workdir, 'features', f'{stage}-{step}', file_name(split) + '.npz')
 
 
 def load_features(workdir, stage, step, split):

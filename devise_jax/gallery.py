@@ -8,7 +8,6 @@ with the run's embedders and the pure functions of `devise_jax.search`.
 """
 
 import os
-import re
 
 import jax
 import numpy as np
@@ -26,7 +25,7 @@ SPACES = ('devise', 'siamese')
 
 def gallery_name(split=None, folder=None):
   raw = f'folder-{os.path.basename(os.path.normpath(folder))}' if folder else split
-  return re.sub(r'[^A-Za-z0-9_.-]+', '_', raw)
+  return checkpoint.file_name(raw)
 
 
 class Searcher:

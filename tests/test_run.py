@@ -77,6 +77,20 @@ def test_one_evaluation_restores_each_stage_once(reference_run, tmp_path, monkey
       result['unseen_classes'])
 
 
+def test_slices_whose_names_read_alike_are_cached_apart(reference_run):
+  # 'test[:1%]' and 'test[:1]' once both became the cache file test_1_.npz, so the
+  # second read returned the first's rows (as train[90%:] returned train[:90%]'s).
+  _, workdir, _ = reference_run
+  run = run_lib.Run.load(workdir)
+  percent = run.split_features('test[:1%]', 'stage1')
+  one = run.split_features('test[:1]', 'stage1')
+  assert len(percent[1]) == 100 and len(one[1]) == 1  # Fashion-MNIST: 10,000 test images.
+  np.testing.assert_array_equal(one[1], percent[1][:1])
+  np.testing.assert_allclose(one[0], percent[0][:1], atol=1e-5)
+  names = {checkpoint.file_name(n) for n in ('train[:90%]', 'train[90%:]', 'train_90_')}
+  assert len(names) == 3 and checkpoint.file_name('test') == 'test'
+
+
 def test_train_step_compiles_once(tiny_config, tmp_path, monkeypatch):
   # One compiled call holds steps_per_call copies of the step (`train.multi_step`
   # writes them out), and the tiny run's calls all have that many steps: traced that
