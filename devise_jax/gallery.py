@@ -136,11 +136,19 @@ class Searcher:
     g = self._require_gallery()
     if self._word_keys is None:  # The ranking of config.eval.words_to_images.
       run, classes = self.run, np.union1d(self.run.seen, self.run.unseen)
-      keys = g['devise'] / np.linalg.norm(g['devise'], axis=1, keepdims=True)
+      cfg = self.config.eval
+      if words_to_images_eval.kind(cfg) == 'conse' and 'logits' not in g:
+        raise ValueError(
+            f"gallery {self.gallery_name!r} has no stage-1 logits, which "
+            f"config.eval.words_to_images = 'conse' ranks by (made before 2026-12-03): "
+            f'run `devise-jax embed --workdir {self.workdir}` again')
+      keys = words_to_images_eval.image_keys(
+          g['devise'], g.get('logits'), run.label_space.vectors[run.seen],
+          cfg).astype(np.float32)
       penalty = words_to_images_eval.image_penalty(
           keys, run.label_space.vectors[classes], np.isin(classes, run.seen), run.gamma,
           self.config.eval)
-      self._word_keys = (g['devise'], 1.0) if penalty is None else (
+      self._word_keys = (jax.device_put(keys), 1.0) if penalty is None else (
           jax.device_put(search.with_penalty(keys, penalty)), np.sqrt(2.0))
     keys, scale = self._word_keys
     if scale != 1.0:
@@ -177,20 +185,24 @@ def embed(run, split=None, folder=None):
                    for f in files if f.lower().endswith(IMAGE_SUFFIXES))
     if not paths:
       raise ValueError(f'no images ({", ".join(IMAGE_SUFFIXES)}) under {folder}')
-    devise_vectors, siamese_vectors = searcher.embed_images(
-        [images.decode(p, name=f'image {p}') for p in paths])
+    decoded = [images.decode(p, name=f'image {p}') for p in paths]
+    features = run.encode_images(decoded)
+    features1 = (features if run.shared_encoder else
+                 run.encode_images(decoded, stage='stage1'))  # What stage 1's logits read.
     label_names = [os.path.basename(os.path.dirname(p)) for p in paths]
     labels = np.array([run.names.index(n) if n in run.names else -1 for n in label_names])
     refs = [os.path.abspath(p) for p in paths]
   else:
     split = split or run.config.data.eval_split
     features, labels = run.split_features(split)
-    devise_vectors, siamese_vectors = searcher.embed_features(features)
+    features1 = run.split_features(split, 'stage1')[0]  # The same when shared.
     label_names = [run.names[i] for i in labels]
     refs = [f'tfds:{run.config.data.name}/{split}/{i}' for i in range(len(labels))]
+  devise_vectors, siamese_vectors = searcher.embed_features(features)
   name = gallery_name(split, folder)
   checkpoint.save_gallery(
       run.workdir, name, dict(devise=devise_vectors.astype(np.float32),
-                              siamese=siamese_vectors.astype(np.float32), labels=labels),
+                              siamese=siamese_vectors.astype(np.float32), labels=labels,
+                              logits=run.logits(features1).astype(np.float32)),
       dict(refs=refs, label_names=label_names, source=folder or split))
   return name, len(refs)

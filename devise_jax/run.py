@@ -129,8 +129,13 @@ class Run:
     return np.asarray(self._jit_siamese(self.variables['stage3'],
                                         np.asarray(features, np.float32)))
 
-  def encode_images(self, images, batch_size=256):
-    """Stage-2 encoder features [N, 512] of a list of uint8 [H, W, C] arrays.
+  @property
+  def shared_encoder(self):
+    """Whether stage 2 kept stage 1's encoder (frozen): then their features are equal."""
+    return self._shared_encoder
+
+  def encode_images(self, images, batch_size=256, stage='stage2'):
+    """`stage`'s encoder features [N, 512] of a list of uint8 [H, W, C] arrays.
 
     Chunks are padded to a power of two (at most `batch_size`), so a stream of queries
     of any size compiles the encoder a handful of times, not once per size.
@@ -143,7 +148,7 @@ class Run:
       size = min(batch_size, 1 << (len(chunk) - 1).bit_length())
       padded = np.concatenate([chunk, np.zeros((size - len(chunk),) + chunk.shape[1:],
                                                chunk.dtype)])
-      out.append(self.encode(padded)[:len(chunk)])
+      out.append(self.encode(padded, stage)[:len(chunk)])
     return np.concatenate(out)
 
   # Whole splits.

@@ -10,6 +10,7 @@ from devise_jax import evaluators
 from devise_jax import search
 from devise_jax.evaluators import common
 from devise_jax.evaluators import conse
+from devise_jax.evaluators import words_to_images
 
 
 def _metrics(labels, logits, emb, vecs, seen, unseen, top_t=5, hit_k=(1, 2, 5)):
@@ -124,6 +125,32 @@ def test_words_to_images_by_hand():
   assert got['words_to_images_seen_precision@10'] == pytest.approx(0.6)
   assert got['words_to_images_precision@10/a'] == pytest.approx(0.6)
   assert got['words_to_images_unseen_precision@10'] == pytest.approx(1.0)
+
+
+def test_words_to_images_conse_keys_by_hand():
+  # Seen a, b on the axes, unseen c = unit(1, 1, 0.2). The DeViSE vectors all point at c,
+  # so cosine ranking cannot tell the images apart (ties: gallery order, the a images
+  # first). The classifier is sure of a and b images and split evenly on c images, whose
+  # ConSE key is then unit(a + b): cosine 2 / (sqrt 2 sqrt 2.04) = 0.990 with c, against
+  # 0.700 for the a images' key (nearly a itself).
+  words = _unit(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.2]]))
+  labels = np.array([0] * 10 + [1] * 10 + [2] * 10)
+  logits = np.array([[9.0, 0.0]] * 10 + [[0.0, 9.0]] * 10 + [[0.0, 0.0]] * 10)
+  data = evaluators.Data(labels=labels, logits=logits, devise=np.tile(words[2], (30, 1)),
+                         label_vectors=words, seen=np.array([0, 1]), unseen=np.array([2]),
+                         names=('a', 'b', 'c'))
+  cfg = ml_collections.ConfigDict(dict(words_to_images='conse', conse_top_t=2))
+  keys = words_to_images.image_keys(data.devise, logits, words[:2], cfg)
+  p = 1 / (1 + np.exp(-9.0))  # An a image's probability of a.
+  np.testing.assert_allclose(keys[0], np.array([p, 1 - p, 0.0]) / np.hypot(p, 1 - p))
+  np.testing.assert_allclose(keys[20], [2 ** -0.5, 2 ** -0.5, 0.0])
+  assert keys[20] @ words[2] == pytest.approx(2 / np.sqrt(2 * 2.04))
+  got = dict(evaluators.EVALUATORS['words_to_images'](data, cfg))
+  assert got['words_to_images_seen_precision@10'] == 1.0
+  assert got['words_to_images_unseen_precision@10'] == 1.0
+  cosine = dict(evaluators.EVALUATORS['words_to_images'](data, None))
+  assert cosine['words_to_images_seen_precision@10'] == 0.5  # a: 1, b: 0.
+  assert cosine['words_to_images_unseen_precision@10'] == 0.0
 
 
 def test_csls_penalty_by_hand():

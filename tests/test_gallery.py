@@ -39,6 +39,9 @@ def test_gallery_round_trip_matches_embedding_the_raw_images(workdir, reference_
   np.testing.assert_allclose(arrays['devise'][:20], devise_vectors, atol=1e-4)
   np.testing.assert_allclose(arrays['siamese'][:20], siamese_vectors, atol=1e-4)
   np.testing.assert_array_equal(arrays['labels'], labels)
+  run = run_lib.Run.load(workdir)
+  stage1 = run.encode_images(list(images[:20]), stage='stage1')
+  np.testing.assert_allclose(arrays['logits'][:20], run.logits(stage1), atol=1e-3)
   assert meta['refs'][5] == f'tfds:{config.data.name}/test[:256]/5'
   np.testing.assert_allclose(np.linalg.norm(arrays['devise'], axis=1), 1.0, atol=1e-5)
   np.testing.assert_allclose(np.linalg.norm(arrays['siamese'], axis=1), 1.0, atol=1e-5)
@@ -53,14 +56,52 @@ def test_words_to_images_cli_matches_numpy(workdir):
   assert proc.returncode == 0, proc.stderr[-2000:]
   result = json.loads(proc.stdout)
   searcher = gallery.Searcher(run_lib.Run.load(workdir))
+  assert searcher.config.eval.words_to_images == 'conse'  # The default ranking.
   query = searcher.word_vector('trouser')
-  scores = searcher.gallery['devise'] @ query
+  scores = _conse_keys_by_loop(searcher) @ query
   expected = np.argsort(-scores, kind='stable')[:4]
   assert [r['id'] for r in result] == list(expected)
   for r in result:
     assert r['label'] == searcher.names[searcher.gallery['labels'][r['id']]]
     assert r['score'] == pytest.approx(scores[r['id']], abs=1e-5)
     assert r['ref'].endswith(f"/{r['id']}")
+
+
+def _conse_keys_by_loop(searcher):
+  """Each gallery image's unit ConSE vector, one image at a time."""
+  run, top_t = searcher.run, searcher.config.eval.conse_top_t
+  keys = []
+  for logits in searcher.gallery['logits'].astype(np.float64):
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    best = sorted(range(len(probs)), key=lambda j: -probs[j])[:top_t]
+    v = sum(probs[j] * run.label_space.vectors[run.seen[j]] for j in best)
+    keys.append(v / np.linalg.norm(v))
+  return np.array(keys)
+
+
+def test_words_to_images_by_devise_cosine_and_old_galleries(workdir, tmp_path):
+  run = run_lib.Run.load(workdir)
+  run.config.eval.words_to_images = 'cosine'
+  searcher = gallery.Searcher(run)
+  query = searcher.word_vector('boot')
+  scores = searcher.gallery['devise'] @ query
+  result = searcher.words_to_images(['boot'], k=5)
+  assert [r['id'] for r in result] == list(np.argsort(-scores, kind='stable')[:5])
+  # A gallery saved before galleries kept the stage-1 logits: 'cosine' still ranks it,
+  # 'conse' asks for it to be made again.
+  old = tmp_path / 'old'
+  shutil.copytree(workdir, old)
+  name = searcher.gallery_name
+  arrays, meta = checkpoint.load_gallery(str(old), name)
+  del arrays['logits']
+  checkpoint.save_gallery(str(old), name, arrays, meta)
+  old_run = run_lib.Run.load(str(old))
+  old_run.config.eval.words_to_images = 'cosine'
+  assert gallery.Searcher(old_run).words_to_images(['boot'], k=5) == result
+  old_run.config.eval.words_to_images = 'conse'
+  with pytest.raises(ValueError, match=r"has no stage-1 logits.*run `devise-jax embed "):
+    gallery.Searcher(old_run).words_to_images(['boot'], k=5)
 
 
 def test_words_to_images_label_softmax_ranking_matches_a_loop(workdir):
