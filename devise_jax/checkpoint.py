@@ -13,8 +13,8 @@ Layout of a workdir:
   fingerprints.jsonl   SHA-256 of the params' bytes at every saved step
   eval.json            the last evaluation
   calibration.json     calibrated-stacking gammas chosen on the training data
-  features/<stage>-<step>/<split>.npz   cached encoder features of a split
-  gallery/<name>.npz + <name>.json      a gallery's vectors and image references
+  features/<stage>-<step>/<split>.npz   cached encoder features of a split (`file_name`)
+  gallery/<name>.npz + <name>.json      a gallery's vectors, logits and image references
 Everything evaluation (and the demo) needs is in here, and this module is the only one
 that knows where.
 """
