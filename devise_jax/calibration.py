@@ -6,9 +6,9 @@ argmax_c score(c) - gamma * [c is seen]. Sweeping gamma traces the seen/unseen a
 curve; its area is AUSUC.
 
 gamma is chosen on the training data alone, by class-wise folds: the seen classes are
-split into folds (one class each, up to 10 folds); for each fold the head (DeViSE projection, or the softmax classifier
-ConSE combines) is refitted on the cached features of the other seen classes' training
-images; the fold's classes then act as unseen on the validation images
+split into folds (one class each, up to 10 folds); for each fold the head (DeViSE
+projection, or the softmax classifier ConSE combines) is refitted on the cached
+features of the other seen classes' training images; the fold's classes then act as unseen on the validation images
 (`config.data.val_split`), and the gamma with the best harmonic mean is kept. The
 chosen gamma is the mean over folds. The encoder was trained on every seen class, so
 the fold's classes are less novel to it than real unseen ones: this is a cheap,
