@@ -41,6 +41,12 @@ RULES = {
     'data.mean': (lambda v: _triple(v, 0), 'must be 3 finite numbers (one per channel)'),
     'data.std': (lambda v: _triple(v, 1e-12), 'must be 3 positive numbers (one per channel)'),
     'data.unseen_fraction': _PROBABILITY,
+    'data.augment': (lambda v: v in ('pad_crop', 'random_resized_crop'),
+                     "must be 'pad_crop' or 'random_resized_crop'"),
+    'data.crop_area': (lambda v: _pair(v) and 0 < v[0] <= v[1] <= 1,
+                       'must be (low, high) with 0 < low <= high <= 1'),
+    'data.crop_ratio': (lambda v: _pair(v) and 0 < v[0] <= v[1],
+                        'must be (low, high) with 0 < low <= high'),
     'model.dropout': _PROBABILITY,
     'eval.batch_size': _POSITIVE_INT,
     'eval.gamma_scale': _NON_NEGATIVE,
@@ -67,6 +73,11 @@ def _is_int(value):
 def _is_number(value):
   return (isinstance(value, numbers.Real) and not isinstance(value, bool)
           and math.isfinite(value))
+
+
+def _pair(value):
+  return (isinstance(value, (tuple, list)) and len(value) == 2
+          and all(_is_number(v) for v in value))
 
 
 def _triple(value, low):

@@ -22,7 +22,9 @@ user. One set of limits and conversions, so every entry point treats a file the 
   side), so that 100000x1 and 1x1 images both reach the model's resize cheaply.
 """
 
+import contextlib
 import io
+import math
 import os
 import re
 import warnings
@@ -55,9 +57,33 @@ def refuse_url(value, name='the image'):
                      'not a URL (images are never downloaded)')
 
 
-def decode(source, name='the image'):
-  """An RGB uint8 [H, W, 3] array of an image file (a path, bytes or a file object)."""
-  data = _read_bytes(source, name)
+def decode(source, name='the image', shrink=1.0):
+  """An RGB uint8 [H, W, 3] array of an image file (a path, bytes or a file object).
+
+  `shrink` > 1 lets a JPEG be decoded at a reduced scale (libjpeg's DCT scaling by
+  1/2, 1/4 or 1/8, much cheaper than a full decode) as long as each side stays at
+  least 1/shrink of the full image's: a caller that resizes a region of w x h
+  pixels to S x S passes min(w, h) / S.
+  """
+  with _opened(_read_bytes(source, name), name) as image:
+    return _to_array(image, name, shrink)
+
+
+def size(source, name='the image'):
+  """(width, height) of an image as `decode` returns it (EXIF orientation applied),
+  from its header alone; the same checks and errors as `decode`."""
+  with _opened(_read_bytes(source, name), name) as image:
+    width, height = image.size
+    transposed = image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)
+    return (height, width) if transposed else (width, height)
+
+
+_ORIENTATION = 0x0112  # The EXIF tag; values 5 to 8 swap width and height.
+
+
+@contextlib.contextmanager
+def _opened(data, name):
+  """The PIL image of `data`, checked; Pillow's failures become `ImageError`s."""
   if not data:
     raise ImageError(f'{name} is an empty file')
   try:
@@ -67,7 +93,7 @@ def decode(source, name='the image'):
       warnings.simplefilter('error', PIL.Image.DecompressionBombWarning)
       with PIL.Image.open(io.BytesIO(data)) as image:
         _check_size(image, name)
-        return _to_array(image, name)
+        yield image
   except ImageError:
     raise
   except (PIL.Image.DecompressionBombError, PIL.Image.DecompressionBombWarning):
@@ -120,11 +146,14 @@ def _check_size(image, name):
                      f'the limit is {MAX_PIXELS // 1_000_000} megapixels')
 
 
-def _to_array(image, name):
+def _to_array(image, name, shrink=1.0):
   if getattr(image, 'n_frames', 1) > 1:
     image.seek(0)  # Animated: the first frame.
   if image.format == 'JPEG':  # Decodes large JPEGs at a reduced scale: much faster.
-    image.draft(image.mode, (MAX_SIDE, MAX_SIDE))
+    width, height = image.size
+    shrink = max(1.0, shrink)
+    image.draft(image.mode, (min(MAX_SIDE, math.ceil(width / shrink)),
+                             min(MAX_SIDE, math.ceil(height / shrink))))
   image.load()
   try:
     image = PIL.ImageOps.exif_transpose(image)

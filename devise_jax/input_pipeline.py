@@ -4,9 +4,10 @@ Every function takes `config.data` (called `dcfg`); see
 experiments/configs/fashion_mnist_zsl.py for its fields. A split is read as a
 random-access source: a TFDS dataset prepared as array_record files
 (`builder.as_data_source`) or an image folder's file list
-(`image_folder.FolderSource`). Images are decoded by `images.decode` (PIL) and
-preprocessed in numpy by the one `preprocess` that training, evaluation and the
-demo share. Training batch k is a pure function of (seed, k, process index), so
+(`image_folder.FolderSource`); a dataset's records are read by `records.Source`
+and its labels come from `records.labels`, an index built once. Images are decoded
+by `images.decode` (PIL) and preprocessed by `preprocessing`, the one definition
+that training, evaluation, galleries and the demo share. Training batch k is a pure function of (seed, k, process index), so
 `train_iterator(start_step=k)` resumes exactly and in O(1).
 """
 
@@ -19,13 +20,14 @@ import grain
 import jax
 import ml_collections
 import numpy as np
-import PIL.Image
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 # Importing the datasets registers their builders with TFDS.
+from devise_jax import augment
 from devise_jax import datasets
-from devise_jax import images as images_lib
+from devise_jax import preprocessing
+from devise_jax import records
 from devise_jax.datasets import image_folder
 
 try:
@@ -40,9 +42,13 @@ Batch = dict[str, np.ndarray]
 
 IMAGE_FOLDER = 'image_folder'
 FILE_FORMAT = 'array_record'  # What TFDS datasets are prepared as: random access.
-_THREADS = min(8, os.cpu_count() or 1)  # Batches prepared at once, in threads.
-_READ_OPTIONS = grain.ReadOptions(num_threads=_THREADS, prefetch_buffer_size=_THREADS)
-_SKIP_IMAGE = {'image': tfds.decode.SkipDecoding()}  # Records keep encoded images.
+preprocess = preprocessing.preprocess  # The one preprocessing (see preprocessing.py).
+
+
+def _read_options() -> grain.ReadOptions:
+  """Batches prepared at once, in threads: one per core this process may use."""
+  threads = min(8, len(os.sched_getaffinity(0)))
+  return grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(2, threads))
 
 
 # Builders.
@@ -197,13 +203,15 @@ def _check_split(builder: tfds.core.DatasetBuilder, split: str) -> None:
     raise ValueError(f'split {split!r} of dataset {builder.name!r} is empty')
 
 
-def _source(builder: tfds.core.DatasetBuilder, split: str):
+def _source(builder: tfds.core.DatasetBuilder, split: str, dcfg):
   """Random access to `split`, in file order: record i is a dict with `image`
-  (encoded bytes, or a file path), `label` and the dataset's other features."""
+  (encoded bytes, or a file path), `label` and, where the pipeline reads them (a
+  dataset's boxes), the dataset's other features."""
   _check_split(builder, split)
   if isinstance(builder, tfds.folder_dataset.ImageFolder):
     return image_folder.FolderSource(builder, split)
-  return builder.as_data_source(split, decoders=_SKIP_IMAGE)
+  boxes = datasets.boxes(builder.name, dcfg.get('crop_to_box', False))
+  return records.Source(builder, split, all_features=boxes is not None)
 
 
 def _records(source, indices: Iterable[int]) -> list[dict]:
@@ -211,116 +219,6 @@ def _records(source, indices: Iterable[int]) -> list[dict]:
   indices = [int(i) for i in indices]
   read = getattr(source, '__getitems__', None)
   return read(indices) if read else [source[i] for i in indices]
-
-
-def _labels(source) -> np.ndarray:
-  """Every record's label, in order; images stay encoded (about 25 us a record)."""
-  if hasattr(source, 'labels'):
-    return source.labels
-  starts = range(0, len(source), 4096)
-  return np.array([r['label'] for start in starts
-                   for r in _records(source, range(start, min(start + 4096, len(source))))],
-                  np.int64)
-
-
-class _Loader:
-  """Records -> uint8 [n, side, side, 3] images: decoded, cropped to their box
-  (`dcfg.crop_to_box`) and resized. With `cache` (an int: how many records the
-  ids index) each image is loaded once, when first asked for, and kept."""
-
-  def __init__(self, builder, source, dcfg, cache: int = 0):
-    self.source, self.name = source, builder.name
-    self.side = dcfg.image_size + dcfg.crop_padding
-    self.box = datasets.boxes(builder.name, dcfg.get('crop_to_box', False))
-    self.cache = np.zeros((cache, self.side, self.side, 3), np.uint8) if cache else None
-    self.done = np.zeros(cache, bool)
-
-  def load(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(images, int32 labels) of the records `indices`, not cached."""
-    records = _records(self.source, indices)
-    out = np.empty((len(records), self.side, self.side, 3), np.uint8)
-    for k, (i, record) in enumerate(zip(indices, records)):
-      image = images_lib.decode(record['image'], name=f'{self.name} record {i}')
-      if self.box:
-        image = datasets.crop(image, self.box(record))
-      out[k] = _resize(image, self.side)
-    return out, np.array([r['label'] for r in records], np.int32)
-
-  def cached(self, ids: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """The images of the records `indices[ids]`, each loaded into the cache once."""
-    missing = np.unique(ids[~self.done[ids]])
-    if len(missing):
-      # Threads may load one image twice, writing the same pixels: harmless.
-      self.cache[missing] = self.load(indices[missing])[0]
-      self.done[missing] = True
-    return self.cache[ids]
-
-
-# Preprocessing.
-
-
-def preprocess(image: np.ndarray, dcfg: ml_collections.ConfigDict, *,
-               train: bool, rng: np.random.Generator | None = None) -> np.ndarray:
-  """Maps uint8 [H, W, C] to normalised float32 [S, S, 3], S = image_size.
-
-  Resizes to a square of side `image_size + crop_padding` (bilinear, antialiased
-  when shrinking), then crops `image_size`: at random (with a random horizontal
-  flip, drawn from `rng`) when training, from the centre otherwise. The training
-  and evaluation iterators apply the same steps, a batch at a time.
-
-  Args:
-    image: uint8 [H, W], [H, W, 1], [H, W, 3] or [H, W, 4] (alpha dropped).
-    dcfg: `config.data`.
-    train: whether to augment.
-    rng: the numpy Generator the augmentation draws from; required when training.
-
-  Returns:
-    float32 [S, S, 3].
-  """
-  if train and rng is None:
-    raise ValueError('preprocess(train=True) needs rng, a numpy Generator')
-  resized = _resize(image, dcfg.image_size + dcfg.crop_padding)[None]
-  crops = _draw(rng, 1, dcfg.crop_padding) if train else None
-  return _crop_and_normalise(resized, dcfg, crops)[0]
-
-
-def _resize(image: np.ndarray, side: int) -> np.ndarray:
-  """uint8 RGB [side, side, 3]; PIL's bilinear filter widens when shrinking."""
-  resized = PIL.Image.fromarray(_to_rgb(image)).resize((side, side), PIL.Image.BILINEAR)
-  return np.asarray(resized)
-
-
-def _to_rgb(image: np.ndarray) -> np.ndarray:
-  """Returns uint8 [H, W, 3] from [H, W] or [H, W, C], C in {1, 3, 4}."""
-  image = np.asarray(image)
-  image = image[..., None] if image.ndim == 2 else image
-  if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
-    raise ValueError('expected a uint8 image with 1, 3 or 4 channels, got '
-                     f'{image.dtype} of shape {image.shape}')
-  return np.ascontiguousarray(np.repeat(image, 3, axis=-1) if image.shape[-1] == 1
-                              else image[..., :3])
-
-
-def _draw(rng: np.random.Generator, n: int, padding: int):
-  """n random crops: (offsets int [n, 2] in [0, padding], flips bool [n])."""
-  return rng.integers(0, padding + 1, (n, 2)), rng.integers(0, 2, n).astype(bool)
-
-
-def _crop_and_normalise(images: np.ndarray, dcfg: ml_collections.ConfigDict,
-                        crops=None) -> np.ndarray:
-  """uint8 [n, S + P, S + P, 3] -> float32 [n, S, S, 3]: each cropped at its
-  offset and flipped where `crops` = (offsets, flips) says, else centre-cropped;
-  then normalised with dcfg.mean and dcfg.std."""
-  size, n = dcfg.image_size, len(images)
-  offsets, flips = crops or (np.full((n, 2), dcfg.crop_padding // 2), np.zeros(n, bool))
-  out = np.empty((n, size, size, 3), np.float32)
-  for i, (image, (y, x), flip) in enumerate(zip(images, offsets, flips)):
-    crop = image[y:y + size, x:x + size]
-    out[i] = crop[:, ::-1] if flip else crop
-  std = np.asarray(dcfg.std, np.float32)
-  out *= 1 / (255 * std)
-  out -= np.asarray(dcfg.mean, np.float32) / std
-  return out
 
 
 # Iterators.
@@ -352,44 +250,53 @@ def train_iterator(dcfg: ml_collections.ConfigDict, *, batch_size: int,
   position i = e * n + j holds example `index_shuffle(j, n - 1, _shuffle_seed(seed)
   + e)` (grain's shuffle: a new permutation each epoch e, each example once per
   epoch). Global batch k is positions [k * batch_size, (k + 1) * batch_size), and
-  process p takes its p-th slice of B. Crops and flips are drawn for the whole
-  global batch by `_draw(default_rng((seed, k)), batch_size, crop_padding)`, then
+  process p takes its p-th slice of B. The augmentation's random numbers are drawn
+  for the whole global batch from `default_rng((seed, k))` (`_augment`), then
   sliced alike. So batch k is a pure function of (seed, k, p): `start_step=k`
   yields the batches k, k+1, ... of the iterator started at 0 without reading
   anything before them, and the processes' batches together are the one-process
   batch.
 
-  With `dcfg.cache` every image is decoded and resized once, when first used, and
-  kept in memory (small datasets); a batch is then a gather, crop, flip and
-  normalise. Batches are prepared ahead in threads.
+  Start-up reads no record: the split's labels come from its label index
+  (`records.labels`, built the first time a split is read). With `dcfg.cache`
+  every image is decoded and squashed once, when first used, and kept in memory
+  (small datasets). Batches are prepared ahead in threads.
   """
   if start_step < 0:
     raise ValueError(f'start_step must be >= 0, got {start_step}')
   builder = get_builder(dcfg)
   local_batch = _local_batch_size(batch_size)
   mask = _class_mask(builder, class_ids)
-  source = _source(builder, dcfg.train_split)
-  labels = _labels(source)
+  source = _source(builder, dcfg.train_split, dcfg)
+  labels = records.labels(source)
   kept = np.flatnonzero(mask[labels])
   if not len(kept):
     raise ValueError(f'no examples of classes {np.unique(class_ids).tolist()} '
                      f'in split {dcfg.train_split!r} of {builder.name!r}')
-  loader = _Loader(builder, source, dcfg, cache=len(kept) if dcfg.cache else 0)
-
+  resized_crops = dcfg.get('augment', 'pad_crop') == 'random_resized_crop'
+  cache = len(kept) if dcfg.cache and not resized_crops else 0
+  loader = preprocessing.Loader(builder.name, dcfg, cache=cache)
   process, processes = jax.process_index(), jax.process_count()
   mine = slice(process * local_batch, (process + 1) * local_batch)
 
   def batch(step: int, ids: np.ndarray) -> Batch:
-    offsets, flips = _draw(np.random.default_rng((seed, step)), batch_size,
-                           dcfg.crop_padding)
-    images = loader.cached(ids, kept) if dcfg.cache else loader.load(kept[ids])[0]
-    return {'image': _crop_and_normalise(images, dcfg, (offsets[mine], flips[mine])),
-            'label': labels[kept[ids]].astype(np.int32)}
+    rng = np.random.default_rng((seed, step))
+    indices = kept[ids]
+    if resized_crops:
+      draws = {k: v[mine] for k, v in augment.draw(rng, batch_size).items()}
+      images = loader.random_resized_crops(_records(source, indices), indices, draws)
+    else:
+      offsets, flips = preprocessing.draw_pad_crops(rng, batch_size, dcfg.crop_padding)
+      squashed = (loader.cached(lambda i: _records(source, i), ids, kept) if cache
+                  else loader.squashed(_records(source, indices), indices))
+      images = preprocessing.pad_crop(squashed, dcfg, (offsets[mine], flips[mine]))
+    return {'image': preprocessing.normalise(images, dcfg),
+            'label': labels[indices].astype(np.int32)}
 
   ds = (grain.MapDataset.range(len(kept)).shuffle(seed=_shuffle_seed(seed)).repeat()
         .batch(local_batch)[process::processes][start_step:]
         .map_with_index(lambda i, ids: batch(start_step + i, ids)))
-  return iter(ds.to_iter_dataset(_READ_OPTIONS))
+  return iter(ds.to_iter_dataset(_read_options()))
 
 
 def feature_batches(features: np.ndarray, labels: np.ndarray,
@@ -422,20 +329,23 @@ def eval_iterator(dcfg: ml_collections.ConfigDict, *, split: str,
   """
   builder = get_builder(dcfg)
   local_batch = _local_batch_size(batch_size)
-  source = _source(builder, split)
-  loader = _Loader(builder, source, dcfg)
+  source = _source(builder, split, dcfg)
+  loader = preprocessing.Loader(builder.name, dcfg)
   size, processes, process = len(source), jax.process_count(), jax.process_index()
   start, stop = process * size // processes, (process + 1) * size // processes
 
   def batch(b: int) -> Batch:
     indices = np.arange(start + b * local_batch, min(start + (b + 1) * local_batch, stop))
-    images, labels = loader.load(indices)
+    chunk = _records(source, indices)
+    images = preprocessing.pad_crop(loader.squashed(chunk, indices), dcfg)
     pad = local_batch - len(indices)
-    return {'image': np.concatenate([_crop_and_normalise(images, dcfg), np.zeros(
+    return {'image': np.concatenate([preprocessing.normalise(images, dcfg), np.zeros(
                 (pad, dcfg.image_size, dcfg.image_size, 3), np.float32)]),
-            'label': np.concatenate([labels, np.zeros(pad, np.int32)]),
+            'label': np.concatenate([np.array([r['label'] for r in chunk], np.int32),
+                                     np.zeros(pad, np.int32)]),
             'mask': np.arange(local_batch) < len(indices)}
 
   # Every process runs as many batches as the one with the largest share.
   num_batches = math.ceil(math.ceil(size / processes) / local_batch)
-  return iter(grain.MapDataset.range(num_batches).map(batch).to_iter_dataset(_READ_OPTIONS))
+  return iter(grain.MapDataset.range(num_batches).map(batch)
+              .to_iter_dataset(_read_options()))

@@ -8,11 +8,12 @@ import tensorflow_datasets as tfds
 from devise_jax.datasets import fashion_mnist_local
 from devise_jax.datasets import imagenet
 from devise_jax.datasets import stanford_dogs
+from devise_jax.datasets import synthetic_imagenet
 
 FashionMnistLocal = fashion_mnist_local.FashionMnistLocal
 
 # Datasets whose label names start with a WordNet id: readable names from WordNet.
-_WORDNET_NAMED = ('imagenet2012', 'stanford_dogs')
+_WORDNET_NAMED = ('imagenet2012', 'stanford_dogs', 'synthetic_imagenet')
 # Dataset -> the function record -> its normalised box [4].
 _BOXES = {'stanford_dogs': stanford_dogs.first_box}
 

@@ -40,6 +40,12 @@ def get_config(arg=None):
   config.data.eval_split = 'test'  # Reported, never chosen on.
   config.data.image_size = 32  # Model input side; SqueezeNet needs at least 32.
   config.data.crop_padding = 4  # Resize to image_size + padding, then crop image_size.
+  # Training augmentation (devise_jax/augment.py): 'pad_crop', a random image_size
+  # crop of the image squashed to image_size + crop_padding; or 'random_resized_crop',
+  # the Inception-style box of crop_area x the image's area and crop_ratio aspect.
+  config.data.augment = 'pad_crop'
+  config.data.crop_area = (0.08, 1.0)  # random_resized_crop: fraction of the area.
+  config.data.crop_ratio = (3 / 4, 4 / 3)  # random_resized_crop: width / height.
   config.data.mean = (0.5, 0.5, 0.5)  # Per-channel normalisation of [0, 1] pixels.
   config.data.std = (0.5, 0.5, 0.5)
   # Exact dataset names; split 0 of the protocol's seeded sampler.

@@ -41,8 +41,14 @@ cores) decides: about 4-7 hours for stage 1 on one GPU with a 16-core host; stag
 (on cached features, ~2.6 GB) and evaluation about an hour. On the 2-core CPU of
 the development machine (~18 images/s at 224 px) stage 1 would take about 7 weeks.
 
-Variants (`imagenet_devise.py:NAME`): tiny  32 px, a few steps: what
-tests/test_recipes.py runs on `tfds.testing.mock_data` (seconds).
+Variants (`imagenet_devise.py:NAME`):
+  synthetic  the same recipe at 224 px on 12,800 + 10,000 synthetic ImageNet-shaped
+             JPEGs (no download; prepared on first use), 300 steps a stage:
+               devise-jax train --config experiments/configs/imagenet_devise.py:synthetic \
+                   --workdir workdirs/synthetic_imagenet --stages stage1,stage2
+             its wall time and memory are in experiments/bench/README.md.
+  tiny       32 px, a few steps: what tests/test_recipes.py runs on
+             `tfds.testing.mock_data` (seconds).
 
 Nothing below was tuned on ImageNet; choose with `devise-jax protocol --validation`.
 """
@@ -64,7 +70,7 @@ def _base_config():
 
 
 def get_config(arg=None):
-  """Returns the config; `arg` selects a variant: None/'default' or 'tiny'."""
+  """Returns the config; `arg` selects a variant: None/'default', 'synthetic' or 'tiny'."""
   config = _base_config()
   data = config.data
   data.name = 'imagenet2012'
@@ -76,6 +82,7 @@ def get_config(arg=None):
   data.mean = (0.485, 0.456, 0.406)
   data.std = (0.229, 0.224, 0.225)
   data.cache = False  # 140 GB of JPEGs.
+  data.augment = 'random_resized_crop'  # The ImageNet literature's training crop.
   names = imagenet.readable_names(wordnet.imagenet1k_ids())
   split = protocol.draw_splits(len(names), NUM_UNSEEN, 1, seed=0)[0]
   data.unseen_classes = tuple(names[i] for i in split)
@@ -112,7 +119,20 @@ def get_config(arg=None):
   config.eval.label_sets = ('seen', '2-hop', '3-hop', '2-hop+seen', '3-hop+seen')
   config.eval.restrict = ''  # A synset list (e.g. ImageNet-21K's) the hop sets keep to.
 
-  if arg == 'tiny':
+  if arg == 'synthetic':
+    # The paper's shapes without ImageNet: 224 px JPEGs of ImageNet's sizes in its
+    # 1,000 classes (devise_jax/datasets/synthetic_imagenet.py), 12,800 training and
+    # 10,000 evaluation images; a few hundred steps a stage. What it measures is
+    # wall time and memory (experiments/bench/README.md); its accuracy means nothing.
+    data.name = 'synthetic_imagenet/recipe'
+    data.train_split, data.val_split = 'train[:90%]', 'train[90%:]'
+    data.eval_split = 'validation'
+    config.stage1.num_steps, config.stage1.batch_size = 300, 32
+    config.stage1.warmup_steps, config.stage1.learning_rate = 30, 0.02
+    config.stage2.num_steps, config.stage2.batch_size = 300, 256
+    config.log_every, config.checkpoint_every = 50, 150
+    config.eval.batch_size = 128
+  elif arg == 'tiny':
     data.train_split, data.val_split, data.eval_split = 'train', 'train', 'validation'
     data.image_size, data.crop_padding = 32, 4
     for stage in (config.stage1, config.stage2):
@@ -121,5 +141,6 @@ def get_config(arg=None):
     config.log_every, config.checkpoint_every = 2, 2
     config.eval.batch_size = 32
   elif arg not in (None, '', 'default'):
-    raise ValueError(f"unknown config variant {arg!r}; expected 'default' or 'tiny'")
+    raise ValueError(f"unknown config variant {arg!r}; expected 'default', "
+                     "'synthetic' or 'tiny'")
   return config
