@@ -285,11 +285,11 @@ def train_iterator(dcfg: ml_collections.ConfigDict, *, batch_size: int,
     if resized_crops:
       draws = {k: v[mine] for k, v in augment.draw(rng, batch_size).items()}
       images = loader.random_resized_crops(_records(source, indices), indices, draws)
-    else:
-      offsets, flips = preprocessing.draw_pad_crops(rng, batch_size, dcfg.crop_padding)
-      squashed = (loader.cached(lambda i: _records(source, i), ids, kept) if cache
-                  else loader.squashed(_records(source, indices), indices))
-      images = preprocessing.pad_crop(squashed, dcfg, (offsets[mine], flips[mine]))
+      return {'image': images, 'label': labels[indices].astype(np.int32)}
+    offsets, flips = preprocessing.draw_pad_crops(rng, batch_size, dcfg.crop_padding)
+    squashed = (loader.cached(lambda i: _records(source, i), ids, kept) if cache
+                else loader.squashed(_records(source, indices), indices))
+    images = preprocessing.pad_crop(squashed, dcfg, (offsets[mine], flips[mine]))
     return {'image': preprocessing.normalise(images, dcfg),
             'label': labels[indices].astype(np.int32)}
 

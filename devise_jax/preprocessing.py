@@ -10,7 +10,9 @@ One definition, shared by training, evaluation, galleries and the demo:
   `'pad_crop'` takes a random square of the squashed image instead of the centre
   one; `'random_resized_crop'` resizes a random box of the image straight to
   `image_size` (this is where ImageNet-scale training differs from evaluation, as
-  in the ImageNet literature); both flip at random;
+  in the ImageNet literature), with OpenCV's bilinear resize (not antialiased, as
+  tf.image.resize in the ImageNet pipelines; 4x faster than Pillow's, and the box
+  is at most 2x the output once decoded at a reduced scale); both flip at random;
 - pixels are normalised with `config.data.mean` and `config.data.std`.
 
 JPEGs are decoded at the smallest DCT scale (1, 1/2, 1/4, 1/8) that still covers what
@@ -18,6 +20,9 @@ the resize needs (`images.decode(..., shrink=...)`): the pixels differ from a fu
 decode's only by the decoder's own scaling, at a fraction of the cost.
 """
 
+import functools
+
+import cv2
 import ml_collections
 import numpy as np
 import PIL.Image
@@ -25,6 +30,10 @@ import PIL.Image
 from devise_jax import augment
 from devise_jax import datasets
 from devise_jax import images as images_lib
+
+# The loader's threads prepare images in parallel; OpenCV's own threads would only
+# compete with them.
+cv2.setNumThreads(1)
 
 
 def preprocess(image: np.ndarray, dcfg: ml_collections.ConfigDict, *,
@@ -86,20 +95,30 @@ def pad_crop(images: np.ndarray, dcfg: ml_collections.ConfigDict,
   return out
 
 
-def normalise(images: np.ndarray, dcfg: ml_collections.ConfigDict) -> np.ndarray:
-  """[0, 255] pixels (float32, changed in place, or uint8) -> (x / 255 - mean) / std."""
-  out = images if images.dtype == np.float32 else np.empty(images.shape, np.float32)
-  std = np.asarray(dcfg.std, np.float32)
-  scale, offset = 1 / (255 * std), np.asarray(dcfg.mean, np.float32) / std
+def normalise(images: np.ndarray, dcfg: ml_collections.ConfigDict,
+              out: np.ndarray | None = None) -> np.ndarray:
+  """[0, 255] pixels -> (x / 255 - mean) / std, float32, into `out` (default: in
+  place for float32 images, a new array for uint8 ones)."""
+  if out is None:
+    out = images if images.dtype == np.float32 else np.empty(images.shape, np.float32)
+  n, height, width, channels = images.shape
+  scale, offset = _rows(tuple(dcfg.mean), tuple(dcfg.std), width)
   # Rows of W * 3 values against tiled constants: numpy's inner loop then runs over
   # a row, not over 3 channels (4x faster; the same float32 operations).
-  n, height, width, channels = images.shape
-  rows, out_rows = images.reshape(n, height, -1), out.reshape(n, height, -1)
-  scale, offset = np.tile(scale, width), np.tile(offset, width)
+  shape = (n, height, width * channels)
+  rows, out_rows = images.reshape(shape), out.reshape(shape)
   for i in range(0, n, 4):  # A few images at a time stay in the cache.
     np.multiply(rows[i:i + 4], scale, out=out_rows[i:i + 4])
     out_rows[i:i + 4] -= offset
   return out
+
+
+@functools.lru_cache(maxsize=16)
+def _rows(mean, std, width):
+  """float32 1 / (255 std) and mean / std, tiled over a row of `width` pixels."""
+  std = np.asarray(std, np.float32)
+  scale, offset = 1 / (255 * std), np.asarray(mean, np.float32) / std
+  return np.tile(scale, width), np.tile(offset, width)
 
 
 class Loader:
@@ -146,30 +165,36 @@ class Loader:
 
   def random_resized_crops(self, records: list[dict], indices,
                            draws: augment.Draws) -> np.ndarray:
-    """uint8 [n, S, S, 3]: each record's random box (drawn with its row of `draws`)
-    resized to S, flipped where `draws['flip']` says."""
-    size = self.dcfg.image_size
-    out = np.empty((len(records), size, size, 3), np.uint8)
-    for k, (i, record) in enumerate(zip(indices, records)):
-      row = {key: value[k:k + 1] for key, value in draws.items()}
-      image = self._random_resized_crop(record, self._label(i), row)
-      out[k] = image[:, ::-1] if draws['flip'][k] else image
+    """float32 [n, S, S, 3], normalised: each record's random box (drawn with its
+    row of `draws`) resized to S and flipped where `draws['flip']` says."""
+    dcfg, names = self.dcfg, [self._label(i) for i in indices]
+    if self.box:  # A box of the annotated box: the image decoded whole, then cropped.
+      pictures = [datasets.crop(images_lib.decode(r['image'], name), self.box(r))
+                  for r, name in zip(records, names)]
+      sizes = [(p.shape[1], p.shape[0]) for p in pictures]
+    else:  # From the headers alone: the decode then knows how far it may shrink.
+      pictures = [None] * len(records)
+      sizes = [images_lib.size(r['image'], name) for r, name in zip(records, names)]
+    widths, heights = np.array(sizes).reshape(-1, 2).T
+    boxes = augment.crop_boxes(draws, heights, widths, dcfg.crop_area, dcfg.crop_ratio)
+    out = np.empty((len(records), dcfg.image_size, dcfg.image_size, 3), np.float32)
+    for k, record in enumerate(records):
+      image = self._resized_box(record['image'], names[k], pictures[k], sizes[k],
+                                boxes[k])
+      normalise((image[:, ::-1] if draws['flip'][k] else image)[None], dcfg,
+                out[k:k + 1])
     return out
 
-  def _random_resized_crop(self, record: dict, name: str, row) -> np.ndarray:
-    data, dcfg = record['image'], self.dcfg
-    if self.box:  # The box of a cropped image: decoded whole, then cropped.
-      image = datasets.crop(images_lib.decode(data, name), self.box(record))
-      height, width = image.shape[:2]
-    else:
-      width, height = images_lib.size(data, name)
-    x0, y0, x1, y1 = augment.crop_boxes(row, [height], [width], dcfg.crop_area,
-                                        dcfg.crop_ratio)[0]
-    if not self.box:
-      image = images_lib.decode(data, name,
-                                shrink=min(x1 - x0, y1 - y0) / dcfg.image_size)
-    sy, sx = image.shape[0] / height, image.shape[1] / width
-    picture = PIL.Image.fromarray(image).resize(
-        (dcfg.image_size, dcfg.image_size), PIL.Image.BILINEAR,
-        box=(x0 * sx, y0 * sy, x1 * sx, y1 * sy))
-    return np.asarray(picture)
+  def _resized_box(self, data, name, picture, size, box) -> np.ndarray:
+    """uint8 [S, S, 3]: `box` (x0, y0, x1, y1) of the image, resized; `picture` is
+    the decoded image, or None to decode `data` at a scale that covers the box."""
+    side, (width, height), (x0, y0, x1, y1) = self.dcfg.image_size, size, box
+    if picture is None:
+      picture = images_lib.decode_record(data, name, width, height,
+                                         shrink=min(x1 - x0, y1 - y0) / side)
+    # The box in the decoded image's pixels (a reduced decode rounds its edges).
+    sy, sx = picture.shape[0] / height, picture.shape[1] / width
+    top, left = round(y0 * sy), round(x0 * sx)
+    bottom, right = max(round(y1 * sy), top + 1), max(round(x1 * sx), left + 1)
+    return cv2.resize(np.ascontiguousarray(picture[top:bottom, left:right]),
+                      (side, side), interpolation=cv2.INTER_LINEAR)

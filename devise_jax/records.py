@@ -49,6 +49,8 @@ class Source:
 
   def __getitems__(self, indices: Sequence[int]) -> list[dict]:
     indices = [int(i) for i in indices]
+    if not indices:  # array_record refuses an empty read.
+      return []
     if self.raw is not None:
       return [_parse(r) for r in self.raw.__getitems__(indices)]
     read = getattr(self.tfds, '__getitems__', None)  # A mocked source is a list.

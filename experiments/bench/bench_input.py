@@ -145,12 +145,13 @@ def worker(args):
   batches = make(args)
   for _ in range(args.warmup):
     next(batches)
-  start = time.perf_counter()
+  start, cpu = time.perf_counter(), time.process_time()
   for _ in range(args.batches):
     batch = next(batches)
-  elapsed = time.perf_counter() - start
+  elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
   assert batch['image'].shape == (args.batch, args.size, args.size, 3), batch['image'].shape
-  print(json.dumps({'rate': args.batches * args.batch / elapsed}))
+  images = args.batches * args.batch
+  print(json.dumps({'rate': images / elapsed, 'cpu_ms': 1e3 * cpu / images}))
 
 
 def startup_worker(args):
@@ -200,15 +201,19 @@ def main(args):
   if args.num_images:
     prepare(args)
     for pinned in (cores, cores[:1]):
-      rates = {'project': [], 'tfdata': []}
+      rates, cpu = {'project': [], 'tfdata': []}, {'project': [], 'tfdata': []}
       for _ in range(args.rounds):
         for side in ('project', 'tfdata'):
-          rates[side].append(_run(args, ['--worker', side], pinned)['rate'])
+          found = _run(args, ['--worker', side], pinned)
+          rates[side].append(found['rate'])
+          cpu[side].append(found['cpu_ms'])
       project, tfdata = (statistics.median(rates[s]) for s in ('project', 'tfdata'))
       print(f'input S={args.size} B={args.batch} cores={len(pinned)}: project '
             f'{project:.0f} tfdata {tfdata:.0f} ratio {project / tfdata:.2f}', flush=True)
       print(f'  rounds: project {[round(r) for r in rates["project"]]} '
-            f'tfdata {[round(r) for r in rates["tfdata"]]}', flush=True)
+            f'tfdata {[round(r) for r in rates["tfdata"]]} images/s; CPU ms an image '
+            f'(all threads): project {statistics.median(cpu["project"]):.2f} '
+            f'tfdata {statistics.median(cpu["tfdata"]):.2f}', flush=True)
   if args.startup_records:
     prepare(args, args.startup_records, tiny=True)
     first = _run(args, ['--startup_worker'], cores)['seconds']
