@@ -14,8 +14,8 @@ from devise_jax import checkpoint
 from devise_jax import evaluators
 from devise_jax import metric_writer
 from devise_jax import plots
+from devise_jax import refit
 from devise_jax import run as run_lib
-from devise_jax import train
 from devise_jax import vocabulary
 from devise_jax import wordnet
 from devise_jax.evaluators import common
@@ -91,7 +91,7 @@ def calibrate(run):
     return calibration.scaled(saved['gammas'], config.eval)
   seen_only = lambda split: _rows(run.split_features(split, 'stage1'), run.seen)
   label_vectors = run.label_space.vectors
-  fit = lambda stage, f, y, ids: train.fit_on_features(config, stage, f, y, ids,
+  fit = lambda stage, f, y, ids: refit.fit_on_features(config, stage, f, y, ids,
                                                        label_vectors, run.names)
 
   def fit_devise(f, y, ids):
