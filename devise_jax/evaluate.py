@@ -9,8 +9,8 @@ also draws its plots (devise_jax/plots.py) and writes TensorBoard events
 
 import numpy as np
 
+from devise_jax import artefacts
 from devise_jax import calibration
-from devise_jax import checkpoint
 from devise_jax import evaluators
 from devise_jax import metric_writer
 from devise_jax import plots
@@ -40,7 +40,7 @@ def evaluate(run, split=None):
   result = dict(metrics=metrics, split=split, seen_classes=[run.names[i] for i in run.seen],
                 unseen_classes=[run.names[i] for i in run.unseen], **per_class,
                 **{f'{stage}_step': step for stage, step in run.steps.items()})
-  checkpoint.save_eval(run.workdir, result)
+  artefacts.save_eval(run.workdir, result)
   # Pictures in WORKDIR/plots/, and everything as TensorBoard events at stage 2's step.
   paths = plots.write_all(run, data, split)
   metric_writer.write_eval(run.workdir, result, run.steps['stage2'], paths)
@@ -85,7 +85,7 @@ def calibrate(run):
   config = run.config
   if not config.data.get('val_split'):
     return {}
-  saved = checkpoint.load_calibration(run.workdir)
+  saved = artefacts.load_calibration(run.workdir)
   key = calibration.saved_key(run.steps, run.seen, config.seed)
   if calibration.matches(saved, key):
     return calibration.scaled(saved['gammas'], config.eval)
@@ -107,7 +107,7 @@ def calibrate(run):
       seen_only(config.data.val_split), run.seen, label_vectors,
       top_t=config.eval.conse_top_t, seed=config.seed, hubness_k=_hubness_k(config))
   gammas = dict(gamma_devise=devise, gamma_conse=conse)
-  checkpoint.save_calibration(run.workdir, dict(key, gammas=gammas))
+  artefacts.save_calibration(run.workdir, dict(key, gammas=gammas))
   return calibration.scaled(gammas, config.eval)
 
 

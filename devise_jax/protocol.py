@@ -20,6 +20,7 @@ import numpy as np
 from devise_jax import calibration
 from devise_jax import checkpoint
 from devise_jax import evaluate
+from devise_jax import files
 from devise_jax import input_pipeline
 from devise_jax import stages as stages_lib
 from devise_jax import train
@@ -142,8 +143,8 @@ def _write(out_dir, runs, seconds, validation):
   summary = summarize(runs)
   result = dict(runs=runs, summary=summary, validation=validation,
                 wall_seconds=round(seconds, 1))
-  checkpoint.write_json(os.path.join(out_dir, 'protocol.json'), result)
-  checkpoint.atomic_write_text(os.path.join(out_dir, 'protocol.md'), markdown(result))
+  files.write_json(os.path.join(out_dir, 'protocol.json'), result)
+  files.write_text(os.path.join(out_dir, 'protocol.md'), markdown(result))
   return result
 
 

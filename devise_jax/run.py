@@ -1,8 +1,9 @@
 """A trained run, restored once: config, classes, label space and every stage's variables.
 
-`Run.load(workdir)` reads the workdir once (through `checkpoint`, the only module that
-knows its layout); evaluation, galleries, search, the CLI and the demo then ask the run
-for what they need. Every space has one jitted function, compiled once per input shape:
+`Run.load(workdir)` reads the workdir once (through `checkpoint` and `artefacts`, the
+only modules that know its layout); evaluation, galleries, search, the CLI and the demo
+then ask the run for what they need. Every space has one jitted function, compiled once
+per input shape:
 
   encode(images)      encoder features [N, 512] (stage 2's encoder)
   devise(features)    unit DeViSE-space vectors [N, D] (stage 2's projection)
@@ -21,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from devise_jax import artefacts
 from devise_jax import calibration
 from devise_jax import checkpoint
 from devise_jax import input_pipeline
@@ -65,7 +67,7 @@ class Run:
     self.variables, self.steps = variables, steps
     # Calibrated stacking's gamma for DeViSE scores over all classes (None: not yet
     # calibrated, or calibrated for other checkpoints or folds): `devise-jax eval` saves it.
-    saved = checkpoint.load_calibration(workdir)
+    saved = artefacts.load_calibration(workdir)
     key = calibration.saved_key(steps, classes[1], config.seed)
     self.gamma = (calibration.scaled(saved['gammas'], config.eval)['gamma_devise']
                   if calibration.matches(saved, key) else None)
@@ -163,7 +165,7 @@ class Run:
     """(features [N, 512], labels [N]) of every image of `split`, cached in the workdir."""
     stage = self._features_of.get(stage, stage)  # Stage 1's features when shared.
     step = self.steps[stage]
-    cached = checkpoint.load_features(self.workdir, stage, step, split)
+    cached = artefacts.load_features(self.workdir, stage, step, split)
     if cached is not None:
       return cached
     apply_vars = self._encoder_vars[stage]
@@ -178,7 +180,7 @@ class Run:
       features.append(np.asarray(self._jit_encode(apply_vars, batch['image']))[mask])
       labels.append(batch['label'][mask])
     features, labels = np.concatenate(features), np.concatenate(labels)
-    checkpoint.save_features(self.workdir, stage, step, split, features, labels)
+    artefacts.save_features(self.workdir, stage, step, split, features, labels)
     return features, labels
 
   def outputs(self, split=None):
@@ -191,7 +193,7 @@ class Run:
                    siamese=self.siamese(features) if self.has(_SIAMESE) else None)
 
   def fingerprint(self, stage):
-    return checkpoint.fingerprint(self.variables[stage]['params'])
+    return artefacts.fingerprint(self.variables[stage]['params'])
 
 
 def _dense(params, x):

@@ -14,6 +14,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from devise_jax import artefacts
 from devise_jax import checkpoint
 from devise_jax import config_checks
 from devise_jax import input_pipeline
@@ -184,6 +185,6 @@ def train(config, workdir, stages=stages_lib.STAGES, log=print):
   for stage in stages:  # A stage's failed start leaves the workdir as it was.
     with rollback.StartGuard(workdir) as guard:
       state = train_stage(config, workdir, stage, log, after_step=guard.commit)
-  value = checkpoint.fingerprint(state.params)
+  value = artefacts.fingerprint(state.params)
   log(f'params fingerprint: {value}')
   return value

@@ -16,6 +16,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import tqdm
 
+from devise_jax import artefacts
 from devise_jax import checkpoint
 
 
@@ -152,4 +153,4 @@ class Loop:
     if not np.isfinite(float(metrics['l2_params'])):
       raise TrainingError(f'{self.stage}: non-finite params at step {done}; not saved')
     self.mngr.save(done, args=checkpoint.ocp.args.StandardSave(state))
-    checkpoint.record_fingerprint(self.workdir, self.stage, done, state.params)
+    artefacts.record_fingerprint(self.workdir, self.stage, done, state.params)
