@@ -32,7 +32,7 @@ from devise_jax.models import devise
 # Re-exported: the CLI, the benchmarks, scripts and tests find these here.
 # pylint: disable=unused-import
 from devise_jax.refit import fit_on_features, vocabulary_negatives
-from devise_jax.stages import STAGES
+from devise_jax.stages import STAGE_TABLE, STAGES
 from devise_jax.train_loop import (TrainingError, calls, data_mesh, jit_step, multi_step,
                                    shard_batch)
 from devise_jax.train_step import create_train_state, make_train_step
