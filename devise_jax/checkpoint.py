@@ -1,28 +1,19 @@
-"""The workdir: Orbax checkpoints per stage, and the run's config and label space.
+"""The workdir: its state, the run's config and label space, and Orbax checkpoints.
 
-Layout of a workdir:
+Layout of a workdir (the other files a run writes are devise_jax/artefacts.py's):
   run.json             the marker of a claimed workdir, written last (format, config hash)
   config.json          the config the run was started with (written once)
   classes.json         class names in label-id order, and the seen/unseen label ids
   label_space.npz      unit word vector of every class, in label-id order (pickle-free)
   checkpoints/<stage>/<step>/   Orbax checkpoints of each stage's TrainState
   quarantine/          unreadable checkpoints moved aside on resume (never deleted)
-  metrics.jsonl        one JSON object per logged step
-  tensorboard/<stage or eval>/   TensorBoard event files (devise_jax/metric_writer.py)
-  plots/*.png          evaluation's plots (devise_jax/plots.py)
-  fingerprints.jsonl   SHA-256 of the params' bytes at every saved step
-  eval.json            the last evaluation
-  calibration.json     calibrated-stacking gammas chosen on the training data
-  features/<stage>-<step>/<split>.npz   cached encoder features of a split (`file_name`)
-  gallery/<name>.npz + <name>.json      a gallery's vectors, logits and image references
-Everything evaluation (and the demo) needs is in here, and this module is the only one
-that knows where.
+Everything evaluation (and the demo) needs is in the workdir, and this module and
+artefacts.py are the only ones that know where.
 """
 
 import hashlib
 import json
 import os
-import re
 import shutil
 import time
 
@@ -31,30 +22,18 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from devise_jax import stages as stages_lib
 from devise_jax import wordvec
 
-
-class CheckpointError(RuntimeError):
-  """A workdir or checkpoint that cannot be used as it is."""
-
-
-def atomic_write_text(path, text):
-  """Writes `text` to `path` through a temporary file, so a crash never leaves half."""
-  atomic_write_bytes(path, text.encode('utf-8'))
-
-
-def write_json(path, obj):
-  atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + '\n')
-
-
-def read_json(path):
-  try:
-    with open(path, encoding='utf-8') as f:
-      return json.load(f)
-  except FileNotFoundError:
-    raise CheckpointError(f'{path} is missing: is this a devise-jax workdir?') from None
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise CheckpointError(f'{path} is corrupt: {e}') from None
+# Re-exported: the CLI, galleries, the demo, scripts and tests find these here.
+# pylint: disable=unused-import
+from devise_jax.artefacts import (file_name, fingerprint, gallery_exists, load_calibration,
+                                  load_eval, load_gallery, plots_dir, read_fingerprints,
+                                  read_metrics, save_calibration, save_eval, save_gallery,
+                                  tensorboard_dir)
+from devise_jax.files import CheckpointError, read_json, write_json
+from devise_jax.files import write_text as atomic_write_text
+# pylint: enable=unused-import
 
 
 MARKER = 'run.json'
@@ -112,14 +91,6 @@ def _write_marker(workdir):
                                                  config_sha256=digest))
 
 
-def atomic_write_bytes(path, data):
-  """Writes `data` to `path` through a temporary file, so a crash never leaves half."""
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with open(tmp, 'wb') as f:
-    f.write(data)
-  os.replace(tmp, path)
-
-
 def save_config(workdir, config, free_keys=()):
   """Writes config.json, or checks that the workdir's run used the same config.
 
@@ -136,7 +107,7 @@ def save_config(workdir, config, free_keys=()):
     old = read_json(path)
     trained = set(trained_stages(workdir))
     free = lambda key: key.split('.')[0] in ('eval', 'evals') or (
-        key.split('.')[0].startswith('stage') and key.split('.')[0] not in trained) or any(
+        key.split('.')[0] in stages_lib.STAGE_TABLE and key.split('.')[0] not in trained) or any(
             key == k or key.startswith(f'{k}.') for k in free_keys)
     changed = sorted(k for k in _diff(old, new) if not free(k))
     if changed:
@@ -169,9 +140,7 @@ def save_classes(workdir, names, seen_ids, unseen_ids, label_space):
   write_json(os.path.join(workdir, 'classes.json'), dict(
       names=list(names), seen_ids=[int(i) for i in seen_ids],
       unseen_ids=[int(i) for i in unseen_ids]))
-  path = os.path.join(workdir, 'label_space.npz')
-  label_space.save(f'{path}.tmp-{os.getpid()}.npz')
-  os.replace(f'{path}.tmp-{os.getpid()}.npz', path)
+  label_space.save(os.path.join(workdir, 'label_space.npz'))  # Atomically.
 
 
 def load_classes(workdir):
@@ -248,143 +217,10 @@ def load_variables(workdir, stage):
   return jax.tree_util.tree_map(np.asarray, dict(raw)), int(step)
 
 
-def fingerprint(params):
-  """SHA-256 (hex) of every param's path, dtype, shape and bytes, in tree order."""
-  digest = hashlib.sha256()
-  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-    if isinstance(leaf, jax.Array):  # Replicated: any local copy is the whole value.
-      leaf = leaf.addressable_data(0)
-    array = np.ascontiguousarray(np.asarray(leaf))
-    digest.update(f'{jax.tree_util.keystr(path)}|{array.dtype}|{array.shape}|'.encode())
-    digest.update(array.tobytes())
-  return digest.hexdigest()
-
-
-def record_fingerprint(workdir, stage, step, params):
-  """Appends the params' fingerprint at a saved step to fingerprints.jsonl."""
-  value = fingerprint(params)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'fingerprints.jsonl'), 'a', encoding='utf-8') as f:
-      f.write(json.dumps(dict(stage=stage, step=step, params_sha256=value)) + '\n')
-  return value
-
-
 def trained_stages(workdir):
   """Names of the stages that have a checkpoint directory in the workdir."""
   directory = os.path.join(workdir, 'checkpoints')
   return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
-
-
-def file_name(name):
-  """A file-name-safe form of `name` (a split, a gallery), one per name: characters
-  other than letters, digits and `_.-` become `_`, and when any did, 8 hex digits of
-  the name's SHA-256 follow, so 'train[:90%]' and 'train[90%:]' stay apart."""
-  safe = re.sub(r'[^A-Za-z0-9_.-]+', '_', name)
-  return safe if safe == name else f'{safe}-{hashlib.sha256(name.encode()).hexdigest()[:8]}'
-
-
-def _save_npz(path, arrays):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = f'{path}.tmp-{os.getpid()}.npz'
-  np.savez(tmp, **arrays)
-  os.replace(tmp, path)
-
-
-def _features_path(workdir, stage, step, split):
-  return os.path.join(workdir, 'features', f'{stage}-{step}', file_name(split) + '.npz')
-
-
-def load_features(workdir, stage, step, split):
-  """(features, labels) cached for a split at a stage's step, or None."""
-  path = _features_path(workdir, stage, step, split)
-  if not os.path.exists(path):
-    return None
-  with np.load(path, allow_pickle=False) as cached:
-    return cached['features'], cached['labels']
-
-
-def save_features(workdir, stage, step, split, features, labels):
-  if jax.process_index() == 0:
-    _save_npz(_features_path(workdir, stage, step, split),
-              dict(features=features, labels=labels))
-
-
-def gallery_exists(workdir, name):
-  return os.path.exists(os.path.join(workdir, 'gallery', f'{name}.npz'))
-
-
-def save_gallery(workdir, name, arrays, meta):
-  """Writes a gallery's arrays (pickle-free .npz) and its JSON metadata."""
-  _save_npz(os.path.join(workdir, 'gallery', f'{name}.npz'), arrays)
-  write_json(os.path.join(workdir, 'gallery', f'{name}.json'), meta)
-
-
-def load_gallery(workdir, name):
-  """(arrays, meta) of a saved gallery; a clear error when it is missing."""
-  if not gallery_exists(workdir, name):
-    raise FileNotFoundError(f'no gallery {name!r} in {workdir}: run `devise-jax embed '
-                            f'--workdir {workdir}` first')
-  with np.load(os.path.join(workdir, 'gallery', f'{name}.npz'), allow_pickle=False) as data:
-    arrays = {k: data[k] for k in data.files}
-  return arrays, read_json(os.path.join(workdir, 'gallery', f'{name}.json'))
-
-
-def save_eval(workdir, result):
-  write_json(os.path.join(workdir, 'eval.json'), result)
-
-
-def load_eval(workdir):
-  """The last evaluation (eval.json), or None when the run was never evaluated."""
-  path = os.path.join(workdir, 'eval.json')
-  return read_json(path) if os.path.exists(path) else None
-
-
-def save_calibration(workdir, record):
-  write_json(os.path.join(workdir, 'calibration.json'), record)
-
-
-def load_calibration(workdir):
-  """The calibrated-stacking gammas saved by evaluation, or None."""
-  path = os.path.join(workdir, 'calibration.json')
-  return read_json(path) if os.path.exists(path) else None
-
-
-def append_metrics(workdir, record):
-  """Appends one logged step to metrics.jsonl (process 0 only)."""
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'metrics.jsonl'), 'a', encoding='utf-8') as f:
-      f.write(json.dumps(record) + '\n')
-
-
-def read_metrics(workdir):
-  """The records of metrics.jsonl, in order ([] when there is none)."""
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.exists(path):
-    return []
-  with open(path, encoding='utf-8') as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
-def tensorboard_dir(workdir, name):
-  """Where the event files of `name` (a stage, or 'eval') go."""
-  return os.path.join(workdir, 'tensorboard', name)
-
-
-def plots_dir(workdir):
-  return os.path.join(workdir, 'plots')
-
-
-def read_fingerprints(workdir):
-  """{stage: {step: sha256}} from fingerprints.jsonl ({} when there is none)."""
-  path = os.path.join(workdir, 'fingerprints.jsonl')
-  out = {}
-  if os.path.exists(path):
-    with open(path, encoding='utf-8') as f:
-      for line in f:
-        if line.strip():
-          record = json.loads(line)
-          out.setdefault(record['stage'], {})[record['step']] = record['params_sha256']
-  return out
 
 
 def private_paths(workdir, config=None):

@@ -15,7 +15,7 @@ import importlib.util
 import math
 import numbers
 
-STAGES = ('stage1', 'stage2', 'stage3')
+from devise_jax.stages import STAGES
 
 
 def load_config_file(path, variant=None):

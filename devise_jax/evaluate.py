@@ -9,13 +9,14 @@ also draws its plots (devise_jax/plots.py) and writes TensorBoard events
 
 import numpy as np
 
+from devise_jax import artefacts
 from devise_jax import calibration
-from devise_jax import checkpoint
 from devise_jax import evaluators
 from devise_jax import metric_writer
 from devise_jax import plots
+from devise_jax import refit
 from devise_jax import run as run_lib
-from devise_jax import train
+from devise_jax import stages as stages_lib
 from devise_jax import vocabulary
 from devise_jax import wordnet
 from devise_jax.evaluators import common
@@ -40,10 +41,10 @@ def evaluate(run, split=None):
   result = dict(metrics=metrics, split=split, seen_classes=[run.names[i] for i in run.seen],
                 unseen_classes=[run.names[i] for i in run.unseen], **per_class,
                 **{f'{stage}_step': step for stage, step in run.steps.items()})
-  checkpoint.save_eval(run.workdir, result)
+  artefacts.save_eval(run.workdir, result)
   # Pictures in WORKDIR/plots/, and everything as TensorBoard events at stage 2's step.
   paths = plots.write_all(run, data, split)
-  metric_writer.write_eval(run.workdir, result, run.steps['stage2'], paths)
+  metric_writer.write_eval(run.workdir, result, run.steps[stages_lib.DEVISE_STAGE], paths)
   return result
 
 
@@ -85,21 +86,22 @@ def calibrate(run):
   config = run.config
   if not config.data.get('val_split'):
     return {}
-  saved = checkpoint.load_calibration(run.workdir)
+  saved = artefacts.load_calibration(run.workdir)
   key = calibration.saved_key(run.steps, run.seen, config.seed)
   if calibration.matches(saved, key):
     return calibration.scaled(saved['gammas'], config.eval)
-  seen_only = lambda split: _rows(run.split_features(split, 'stage1'), run.seen)
+  seen_only = lambda split: _rows(
+      run.split_features(split, stages_lib.CLASSIFIER_STAGE), run.seen)
   label_vectors = run.label_space.vectors
-  fit = lambda stage, f, y, ids: train.fit_on_features(config, stage, f, y, ids,
+  fit = lambda stage, f, y, ids: refit.fit_on_features(config, stage, f, y, ids,
                                                        label_vectors, run.names)
 
   def fit_devise(f, y, ids):
-    projection = fit('stage2', f, y, ids)['projection']
+    projection = fit(stages_lib.DEVISE_STAGE, f, y, ids)['projection']
     return lambda x: _unit(devise_model.project({'projection': projection}, x))
 
   def fit_logits(f, y, ids):
-    classifier = fit('stage1', f, y, ids)['classifier']
+    classifier = fit(stages_lib.CLASSIFIER_STAGE, f, y, ids)['classifier']
     return lambda x: x @ classifier['kernel'] + classifier['bias']
 
   devise, conse = calibration.fold_gammas(
@@ -107,7 +109,7 @@ def calibrate(run):
       seen_only(config.data.val_split), run.seen, label_vectors,
       top_t=config.eval.conse_top_t, seed=config.seed, hubness_k=_hubness_k(config))
   gammas = dict(gamma_devise=devise, gamma_conse=conse)
-  checkpoint.save_calibration(run.workdir, dict(key, gammas=gammas))
+  artefacts.save_calibration(run.workdir, dict(key, gammas=gammas))
   return calibration.scaled(gammas, config.eval)
 
 
@@ -124,7 +126,8 @@ def class_penalty(run):
   k = _hubness_k(run.config)
   if not k:
     return None
-  features, _ = _rows(run.split_features(run.config.data.train_split, 'stage1'), run.seen)
+  features, _ = _rows(run.split_features(run.config.data.train_split,
+                                         stages_lib.CLASSIFIER_STAGE), run.seen)
   reference = run.devise(features[::max(1, len(features) // 10_000)])
   return common.csls_penalty(reference, run.label_space.vectors, k)
 

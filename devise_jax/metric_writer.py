@@ -23,7 +23,7 @@ import numpy as np
 import PIL.Image
 import tensorflow as tf
 
-from devise_jax import checkpoint
+from devise_jax import artefacts
 from devise_jax import plots
 
 
@@ -34,12 +34,12 @@ class MetricWriter:
     self.workdir, self.name = workdir, name
     self._writer = None
     if jax.process_index() == 0:
-      self._writer = tf.summary.create_file_writer(checkpoint.tensorboard_dir(workdir, name))
+      self._writer = tf.summary.create_file_writer(artefacts.tensorboard_dir(workdir, name))
 
   def write_scalars(self, step, values, jsonl=True):
     """{tag: number} at `step`; also a metrics.jsonl record {stage, step, **values}."""
     if jsonl:
-      checkpoint.append_metrics(self.workdir, dict(stage=self.name, step=step, **values))
+      artefacts.append_metrics(self.workdir, dict(stage=self.name, step=step, **values))
     if self._writer is None:
       return
     with self._writer.as_default(step=step):

@@ -27,8 +27,8 @@ matplotlib.use('Agg')  # Before pyplot: files only, never a window.
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
+from devise_jax import artefacts  # pylint: disable=wrong-import-position
 from devise_jax import calibration  # pylint: disable=wrong-import-position
-from devise_jax import checkpoint  # pylint: disable=wrong-import-position
 from devise_jax import input_pipeline  # pylint: disable=wrong-import-position
 
 TRAINING_PANELS = (('loss', 'loss'), ('accuracy', 'accuracy (batch, seen classes)'),
@@ -52,7 +52,7 @@ SEEN_COLOR, UNSEEN_COLOR = '#4c72b0', '#dd8452'
 
 def existing(workdir):
   """[(path, title)] of the workdir's plots: the eval plots, then training curves."""
-  folder = checkpoint.plots_dir(workdir)
+  folder = artefacts.plots_dir(workdir)
   names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
   training = [n for n in names if n.startswith('training_') and n.endswith('.png')]
   return ([(os.path.join(folder, n), TITLES[n]) for n in EVAL_PLOTS if n in names]
@@ -291,8 +291,8 @@ def zero_shot_examples(run, data, split, count=EXAMPLES):
 
 def write_training_curves(workdir):
   """training_<stage>.png of every stage in metrics.jsonl; returns the paths."""
-  records = checkpoint.read_metrics(workdir)
-  out = checkpoint.plots_dir(workdir)
+  records = artefacts.read_metrics(workdir)
+  out = artefacts.plots_dir(workdir)
   os.makedirs(out, exist_ok=True)
   stages = sorted({r['stage'] for r in records})
   return [_save(training_curves(records, s), os.path.join(out, f'training_{s}.png'))
@@ -302,7 +302,7 @@ def write_training_curves(workdir):
 def write_all(run, data, split=None):
   """Every plot of the module for `run` evaluated on `data`; returns the paths."""
   gamma = data.gamma_devise if data.gamma_devise is not None else 0.0
-  out = checkpoint.plots_dir(run.workdir)
+  out = artefacts.plots_dir(run.workdir)
   os.makedirs(out, exist_ok=True)
   paths = write_training_curves(run.workdir)
   figures = [per_class_figure(data, gamma), confusion_figure(data, gamma),

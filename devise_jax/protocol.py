@@ -20,7 +20,9 @@ import numpy as np
 from devise_jax import calibration
 from devise_jax import checkpoint
 from devise_jax import evaluate
+from devise_jax import files
 from devise_jax import input_pipeline
+from devise_jax import stages as stages_lib
 from devise_jax import train
 
 DEFAULT_METRICS = ('zsl_top1', 'conse_zsl_top1', 'chance_zsl_top1', 'gzsl_h',
@@ -78,13 +80,14 @@ def validation_config(config, names, seed=0):
 
 
 def run_protocol(config, out_dir, *, num_splits, seeds, num_unseen, validation=False,
-                 stages=('stage1', 'stage2'), split_seed=0, reuse_from=None, log=print):
+                 stages=stages_lib.REQUIRED_STAGES, split_seed=0, reuse_from=None, log=print):
   """Trains and evaluates every (split, seed); writes protocol.json and protocol.md.
 
   `reuse_from`: an earlier protocol directory whose runs' stage 1 (checkpoints, cached
   features, classes) each new run starts from, so stage-2 variants cost seconds. The
   workdir's config check still refuses a stage 1, data or model config that differs.
-  Without 'stage2' in `stages` the runs are trained only (no evaluation, no summary).
+  Without the DeViSE stage (stage2) in `stages` the runs are trained only (no
+  evaluation, no summary).
   The runs evaluate `config.evals` without image retrieval (slow, and not summarized).
   """
   names = input_pipeline.class_names(config.data)
@@ -103,10 +106,10 @@ def run_protocol(config, out_dir, *, num_splits, seeds, num_unseen, validation=F
       workdir = os.path.join(out_dir, f'split{i}_seed{seed}')
       if reuse_from and not os.path.exists(workdir):
         checkpoint.link_stage(os.path.join(reuse_from, f'split{i}_seed{seed}'), workdir,
-                              'stage1')
+                              stages_lib.STAGE_TABLE[stages_lib.DEVISE_STAGE].init_from)
       tick = time.time()
       train.train(cfg, workdir, stages, log=lambda m: None)
-      if 'stage2' not in stages:
+      if stages_lib.DEVISE_STAGE not in stages:
         log(f'[{i * len(seeds) + j + 1}/{total}] split {i} seed {seed}: trained')
         continue
       result = evaluate.evaluate(workdir)
@@ -140,8 +143,8 @@ def _write(out_dir, runs, seconds, validation):
   summary = summarize(runs)
   result = dict(runs=runs, summary=summary, validation=validation,
                 wall_seconds=round(seconds, 1))
-  checkpoint.write_json(os.path.join(out_dir, 'protocol.json'), result)
-  checkpoint.atomic_write_text(os.path.join(out_dir, 'protocol.md'), markdown(result))
+  files.write_json(os.path.join(out_dir, 'protocol.json'), result)
+  files.write_text(os.path.join(out_dir, 'protocol.md'), markdown(result))
   return result
 
 

@@ -19,6 +19,7 @@ import shutil
 import jax
 
 from devise_jax import checkpoint
+from devise_jax import files
 
 
 class StartGuard:
@@ -70,10 +71,10 @@ class StartGuard:
       with open(path, 'rb') as f:
         changed = f.read() != data
       if changed:
-        checkpoint.atomic_write_bytes(path, data)
+        files.write_bytes(path, data)
     return False
 
   def _walk(self):
-    for root, dirs, files in os.walk(self.workdir):
-      for name in dirs + files:
+    for root, dirs, names in os.walk(self.workdir):
+      for name in dirs + names:
         yield os.path.relpath(os.path.join(root, name), self.workdir)

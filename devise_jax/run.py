@@ -1,8 +1,9 @@
 """A trained run, restored once: config, classes, label space and every stage's variables.
 
-`Run.load(workdir)` reads the workdir once (through `checkpoint`, the only module that
-knows its layout); evaluation, galleries, search, the CLI and the demo then ask the run
-for what they need. Every space has one jitted function, compiled once per input shape:
+`Run.load(workdir)` reads the workdir once (through `checkpoint` and `artefacts`, the
+only modules that know its layout); evaluation, galleries, search, the CLI and the demo
+then ask the run for what they need. Every space has one jitted function, compiled once
+per input shape:
 
   encode(images)      encoder features [N, 512] (stage 2's encoder)
   devise(features)    unit DeViSE-space vectors [N, D] (stage 2's projection)
@@ -21,15 +22,18 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from devise_jax import artefacts
 from devise_jax import calibration
 from devise_jax import checkpoint
 from devise_jax import input_pipeline
+from devise_jax import stages as stages_lib
 from devise_jax.models import devise
 from devise_jax.models import siamese as siamese_model
 from devise_jax.models import squeezenet
 
-REQUIRED_STAGES = ('stage1', 'stage2')
-OPTIONAL_STAGES = ('stage3',)
+_CLASSIFIER = stages_lib.CLASSIFIER_STAGE  # Whose classifier gives the logits.
+_DEVISE = stages_lib.DEVISE_STAGE  # Whose projection gives the DeViSE vectors.
+_SIAMESE = stages_lib.SIAMESE_STAGE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +67,7 @@ class Run:
     self.variables, self.steps = variables, steps
     # Calibrated stacking's gamma for DeViSE scores over all classes (None: not yet
     # calibrated, or calibrated for other checkpoints or folds): `devise-jax eval` saves it.
-    saved = checkpoint.load_calibration(workdir)
+    saved = artefacts.load_calibration(workdir)
     key = calibration.saved_key(steps, classes[1], config.seed)
     self.gamma = (calibration.scaled(saved['gammas'], config.eval)['gamma_devise']
                   if calibration.matches(saved, key) else None)
@@ -73,10 +77,13 @@ class Run:
     self._encoder = squeezenet.SqueezeNet(model.name, model.use_bn, dtype)
     self._head = siamese_model.SiameseHead(tuple(config.stage3.widths))
     self._encoder_vars = {s: _encoder_variables(variables[s])
-                          for s in REQUIRED_STAGES if s in variables}
+                          for s in stages_lib.REQUIRED_STAGES if s in variables}
     # A frozen encoder in stage 2 is stage 1's: its features serve both stages.
-    self._shared_encoder = len(self._encoder_vars) == 2 and _same_tree(
-        self._encoder_vars['stage1'], self._encoder_vars['stage2'])
+    source = stages_lib.STAGE_TABLE[_DEVISE].init_from
+    self._shared_encoder = {_DEVISE, source} <= set(self._encoder_vars) and _same_tree(
+        self._encoder_vars[source], self._encoder_vars[_DEVISE])
+    # Stage -> the stage whose cached features are its own.
+    self._features_of = {_DEVISE: source} if self._shared_encoder else {}
     self._jit_encode = jax.jit(self._traced('encode', lambda v, x: self._encoder.apply(
         v, x, train=False)))
     self._jit_devise = jax.jit(self._traced('devise', _project_unit))
@@ -90,7 +97,8 @@ class Run:
     classes = checkpoint.load_classes(workdir)
     if stages is None:
       present = checkpoint.trained_stages(workdir)
-      stages = REQUIRED_STAGES + tuple(s for s in OPTIONAL_STAGES if s in present)
+      stages = stages_lib.REQUIRED_STAGES + tuple(
+          s for s in stages_lib.OPTIONAL_STAGES if s in present)
     variables, steps = {}, {}
     for stage in stages:
       variables[stage], steps[stage] = checkpoint.load_variables(workdir, stage)
@@ -107,26 +115,26 @@ class Run:
 
   # The jitted embedders.
 
-  def encode(self, images, stage='stage2'):
+  def encode(self, images, stage=_DEVISE):
     """Encoder features [N, 512] of preprocessed float32 images [N, S, S, 3]."""
     return np.asarray(self._jit_encode(self._encoder_vars[stage], images))
 
   def devise(self, features):
     """Unit DeViSE vectors [N, D] of encoder features [N, 512]."""
-    return np.asarray(self._jit_devise(self.variables['stage2']['params']['projection'],
+    return np.asarray(self._jit_devise(self.variables[_DEVISE]['params']['projection'],
                                        np.asarray(features, np.float32)))
 
   def logits(self, features):
     """Stage-1 logits [N, S] over the seen classes, from stage-1 encoder features."""
-    return np.asarray(self._jit_logits(self.variables['stage1']['params']['classifier'],
+    return np.asarray(self._jit_logits(self.variables[_CLASSIFIER]['params']['classifier'],
                                        np.asarray(features, np.float32)))
 
   def siamese(self, features):
     """Unit Siamese embeddings [N, d] of encoder features [N, 512] (needs stage 3)."""
-    if not self.has('stage3'):
+    if not self.has(_SIAMESE):
       raise checkpoint.CheckpointError(
-          f'no stage3 checkpoint in {self.workdir}: train it first (--stages stage3)')
-    return np.asarray(self._jit_siamese(self.variables['stage3'],
+          f'no {_SIAMESE} checkpoint in {self.workdir}: train it first (--stages {_SIAMESE})')
+    return np.asarray(self._jit_siamese(self.variables[_SIAMESE],
                                         np.asarray(features, np.float32)))
 
   @property
@@ -134,7 +142,7 @@ class Run:
     """Whether stage 2 kept stage 1's encoder (frozen): then their features are equal."""
     return self._shared_encoder
 
-  def encode_images(self, images, batch_size=256, stage='stage2'):
+  def encode_images(self, images, batch_size=256, stage=_DEVISE):
     """`stage`'s encoder features [N, 512] of a list of uint8 [H, W, C] arrays.
 
     Chunks are padded to a power of two (at most `batch_size`), so a stream of queries
@@ -153,12 +161,11 @@ class Run:
 
   # Whole splits.
 
-  def split_features(self, split, stage='stage2'):
+  def split_features(self, split, stage=_DEVISE):
     """(features [N, 512], labels [N]) of every image of `split`, cached in the workdir."""
-    if stage == 'stage2' and self._shared_encoder:
-      stage = 'stage1'  # A frozen encoder: stage 1's features are stage 2's.
+    stage = self._features_of.get(stage, stage)  # Stage 1's features when shared.
     step = self.steps[stage]
-    cached = checkpoint.load_features(self.workdir, stage, step, split)
+    cached = artefacts.load_features(self.workdir, stage, step, split)
     if cached is not None:
       return cached
     apply_vars = self._encoder_vars[stage]
@@ -173,20 +180,20 @@ class Run:
       features.append(np.asarray(self._jit_encode(apply_vars, batch['image']))[mask])
       labels.append(batch['label'][mask])
     features, labels = np.concatenate(features), np.concatenate(labels)
-    checkpoint.save_features(self.workdir, stage, step, split, features, labels)
+    artefacts.save_features(self.workdir, stage, step, split, features, labels)
     return features, labels
 
   def outputs(self, split=None):
     """`Outputs` of every image of `split` (default: the config's eval split)."""
     split = split or self.config.data.eval_split
-    features, labels = self.split_features(split, 'stage2')
-    features1 = self.split_features(split, 'stage1')[0]  # The same when shared.
+    features, labels = self.split_features(split, _DEVISE)
+    features1 = self.split_features(split, _CLASSIFIER)[0]  # The same when shared.
     return Outputs(labels=labels, features=features, logits=self.logits(features1),
                    devise=self.devise(features),
-                   siamese=self.siamese(features) if self.has('stage3') else None)
+                   siamese=self.siamese(features) if self.has(_SIAMESE) else None)
 
   def fingerprint(self, stage):
-    return checkpoint.fingerprint(self.variables[stage]['params'])
+    return artefacts.fingerprint(self.variables[stage]['params'])
 
 
 def _dense(params, x):

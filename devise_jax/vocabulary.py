@@ -28,6 +28,7 @@ import os
 
 import numpy as np
 
+from devise_jax import files
 from devise_jax import wordnet
 from devise_jax import wordvec
 
@@ -89,10 +90,10 @@ def wordnet_nouns(kv, wn=None, cache_dir=None):
   ids, labels, vectors = synset_vectors(kv, wn)
   try:
     os.makedirs(directory, exist_ok=True)
-    wordvec.write_atomic(os.path.join(directory, 'vectors.npy'),
-                         lambda f: np.save(f, vectors))
-    wordvec.write_atomic(os.path.join(directory, 'labels.json'),
-                         lambda f: f.write(json.dumps([ids, labels]).encode('utf-8')))
+    files.write_atomic(os.path.join(directory, 'vectors.npy'),
+                       lambda f: np.save(f, vectors))
+    files.write_bytes(os.path.join(directory, 'labels.json'),
+                      json.dumps([ids, labels]).encode('utf-8'))
   except OSError as e:
     _log.warning('could not cache the WordNet vocabulary in %s: %s', directory, e)
   return Vocabulary(ids, labels, vectors)

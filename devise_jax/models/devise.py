@@ -1,7 +1,7 @@
 """The full model: a SqueezeNet encoder with a softmax classifier and a DeViSE head.
 
 One parameter tree serves every stage; each stage's optimiser decides which subtrees
-move (see `train.make_optimizer`): stage 1 trains `encoder` + `classifier`, stage 2
+move (see `train_step.make_optimizer`): stage 1 trains `encoder` + `classifier`, stage 2
 trains `projection` (and optionally fine-tunes `encoder`).
 
 With `center_features` the projection maps unit(f - c), the encoder features less
