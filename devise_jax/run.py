@@ -23,7 +23,6 @@ import tqdm
 
 from devise_jax import calibration
 from devise_jax import checkpoint
-from devise_jax import input_pipeline
 from devise_jax.models import devise
 from devise_jax.models import siamese as siamese_model
 from devise_jax.models import squeezenet
@@ -140,6 +139,7 @@ class Run:
     Chunks are padded to a power of two (at most `batch_size`), so a stream of queries
     of any size compiles the encoder a handful of times, not once per size.
     """
+    from devise_jax import input_pipeline  # pylint: disable=import-outside-toplevel
     out = []
     for i in tqdm.trange(0, len(images), batch_size, desc='embed', leave=False,
                          disable=len(images) <= batch_size):
@@ -161,6 +161,7 @@ class Run:
     cached = checkpoint.load_features(self.workdir, stage, step, split)
     if cached is not None:
       return cached
+    from devise_jax import input_pipeline  # pylint: disable=import-outside-toplevel
     apply_vars = self._encoder_vars[stage]
     labels, features = [], []
     dcfg, batch_size = self.config.data, self.config.eval.batch_size
