@@ -56,7 +56,8 @@ def command_help(command, flag_values):
   lines = [f'devise-jax {command} [flags]: {SUMMARY[command]}', '', 'Flags:']
   for name in COMMAND_FLAGS[command]:
     flag = flag_values[name]
-    default = '' if flag.default in (None, '', []) else f' (default: {flag.default_as_str})'
+    value = ','.join(flag.default) if isinstance(flag.default, list) else flag.default
+    default = '' if value in (None, '') else f' (default: {value})'
     lines.append(f'  --{name}: {flag.help}{default}')
   lines += ['', 'Every command and flag: devise-jax --helpfull']
   return '\n'.join(lines)

@@ -42,7 +42,7 @@ def table(metrics, rows, columns, corner):
 
 
 def _cell(value):
-  return '' if value is None else f'{value:.3f}' if isinstance(value, float) else str(value)
+  return '-' if value is None else f'{value:.3f}' if isinstance(value, float) else str(value)
 
 
 def summary(metrics):

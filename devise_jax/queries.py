@@ -387,7 +387,10 @@ def answer(searcher, request):
   except images_lib.ImageError as e:
     raise QueryError(str(e)) from None
   except ValueError as e:  # The library's words for a bad query (weights that cancel).
-    raise QueryError(one_line(e)) from None
+    message = one_line(e)
+    if 'weights cancel' in message:
+      message = f'{message}; change a weight'
+    raise QueryError(message) from None
 
 
 # Failures as one line.
@@ -405,7 +408,4 @@ def one_line(error):
   """The one line a front-end shows for `error`."""
   message = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
   message = message.strip().splitlines()[0] if message.strip() else type(error).__name__
-  message = re.sub(r'^(combine|normalize): ', '', message)
-  if 'weights cancel' in message:
-    message = f'{message}; change a weight'
-  return message
+  return re.sub(r'^(combine|normalize): ', '', message)
