@@ -213,8 +213,28 @@ def main(argv):
   if argv[1] in ('eval', 'embed', 'search', 'demo'):
     from devise_jax import cli_checks
     cli_checks.require_run(_WORKDIR.value)
+  if argv[1] != 'label-sets' and (argv[1] != 'search' or _IMAGES.value):
+    _import_tensorflow_quietly()  # A search of words or gallery ids reads no data.
   {'train': _train, 'eval': _eval_and_print, 'embed': _embed, 'search': _search,
    'demo': _demo, 'protocol': _protocol, 'label-sets': _label_sets}[argv[1]]()
+
+
+def _import_tensorflow_quietly():
+  """TensorFlow's C++ prints notices when it loads (the absl::InitializeLog warning,
+  oneDNN's), whatever TF_CPP_MIN_LOG_LEVEL says: the commands that read data (and so
+  import it) import it first with stderr's descriptor pointed at /dev/null."""
+  if 'tensorflow' in sys.modules or os.environ.get('DEVISE_JAX_DEBUG'):
+    return
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  sys.stderr.flush()
+  saved = os.dup(2)
+  try:
+    with open(os.devnull, 'w', encoding='utf-8') as null:
+      os.dup2(null.fileno(), 2)
+      import tensorflow  # pylint: disable=import-outside-toplevel,unused-import
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
 
 
 def _enable_compilation_cache():
