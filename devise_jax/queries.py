@@ -7,10 +7,9 @@ once here and answered by a `gallery.Searcher`.
   Algebra(images, weights, signs, words, word_weights, space, k)   image algebra
 
 An image is a `QueryImage`: a gallery id, or a file to embed (a path, bytes, a file
-object or an RGB array; decoded by `devise_jax.images.decode`). Fields take what a
-front-end received as it came (numbers as text or numbers, lists as lists or as comma-
-or line-separated text): the parsing and every check are here, so a bad request gets
-the same one-line message from every front-end.
+object or an RGB array; decoded by `devise_jax.images.decode`). Fields take values as a
+front-end received them (numbers or text; lists, or comma- or line-separated text):
+parsing and checks are here, so every front-end gives a bad request the same line.
 
 `answer(searcher, request)` returns an `Answer` (the searcher's rows and the checked
 request). Every refusal is a `QueryError`: its str is the line a front-end shows and
@@ -120,34 +119,34 @@ def _is_blank(value):
   return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _number(value, name):
+def _whole(value):
+  """`value` as an int when it is a whole number (as a number or text), else None."""
   try:
     number = float(value)
   except (TypeError, ValueError):
-    raise QueryError(f'{name} must be a number, got {value!r}') from None
-  if isinstance(value, bool) or not math.isfinite(number):
-    raise QueryError(f'{name} must be a finite number, got {value!r}')
-  return number
+    return None
+  ok = not isinstance(value, bool) and math.isfinite(number) and number == int(number)
+  return int(number) if ok else None
 
 
 def check_k(value):
   """A whole number from 1 to MAX_K."""
-  message = f'k must be a whole number from 1 to {MAX_K}, got {value!r}'
-  try:
-    number = float(value)
-  except (TypeError, ValueError):
-    raise QueryError(message) from None
-  if (isinstance(value, bool) or not math.isfinite(number) or number != int(number)
-      or not 1 <= number <= MAX_K):
-    raise QueryError(message)
-  return int(number)
+  number = _whole(value)
+  if number is None or not 1 <= number <= MAX_K:
+    raise QueryError(f'k must be a whole number from 1 to {MAX_K}, got {value!r}')
+  return number
 
 
 def check_weight(value, name):
   """A finite number of size at most MAX_WEIGHT (1 when left empty)."""
   if _is_blank(value):
     return 1.0
-  number = _number(value, name)
+  try:
+    number = float(value)
+  except (TypeError, ValueError):
+    raise QueryError(f'{name} must be a number, got {value!r}') from None
+  if isinstance(value, bool) or not math.isfinite(number):
+    raise QueryError(f'{name} must be a finite number, got {value!r}')
   if abs(number) > MAX_WEIGHT:
     raise QueryError(f'{name} must be at most {MAX_WEIGHT:g} in size, got {value!r}')
   return number
@@ -191,15 +190,19 @@ def items(value, what, limit):
   return out
 
 
-def _weights(values, count, name):
-  """One weight per word (1 each when none are given)."""
+def _one_each(values, count, what, name, check):
+  """`check(value, n)` of one value per item, n from 1 (1.0 each when none are given)."""
   values = items(values, f'the {name}s', MAX_WORDS) if isinstance(values, str) else list(
       values or ())
   if not values:
     return [1.0] * count
   if len(values) != count:
-    raise QueryError(f'{count} word(s) but {len(values)} {name}(s)')
-  return [check_weight(v, f'{name} {n}') for n, v in enumerate(values, 1)]
+    raise QueryError(f'{count} {what}(s) but {len(values)} {name}(s)')
+  return [check(v, n) for n, v in enumerate(values, 1)]
+
+
+def _weight(name):
+  return lambda value, n: check_weight(value, f'{name} {n}')
 
 
 # The searcher's gallery, words and images.
@@ -217,30 +220,30 @@ def check_gallery_id(searcher, value, name='gallery id'):
   """An id of the searcher's gallery (None when `value` is empty)."""
   if _is_blank(value):
     return None
-  try:
-    number = float(value)
-  except (TypeError, ValueError):
-    raise QueryError(f'{name} must be a whole number, got {value!r}') from None
-  if isinstance(value, bool) or not math.isfinite(number) or number != int(number):
+  number = _whole(value)
+  if number is None:
     raise QueryError(f'{name} must be a whole number, got {value!r}')
   size = require_gallery(searcher)
   if not 0 <= number < size:
-    raise QueryError(f'{name} {int(number)} is not in the gallery (ids 0 to {size - 1})')
-  return int(number)
+    raise QueryError(f'{name} {number} is not in the gallery (ids 0 to {size - 1})')
+  return number
 
 
-def has_vector(searcher, word):
-  try:
-    searcher.word_vector(word)
-  except ValueError:
-    return False
-  return True
-
-
-def require_vectors(searcher, words):
+def without_vector(searcher, words):
+  """The words (or phrases) of `words` that have no word vector."""
+  missing = []
   for word in words:
-    if not has_vector(searcher, word):
-      raise QueryError(f'no word vector for {word!r}: try another word')
+    try:
+      searcher.word_vector(word)
+    except ValueError:
+      missing.append(word)
+  return missing
+
+
+def _require_vectors(searcher, words):
+  missing = without_vector(searcher, words)
+  if missing:
+    raise QueryError(f'no word vector for {missing[0]!r}: try another word')
 
 
 def _quoted(words, limit=10):
@@ -249,14 +252,12 @@ def _quoted(words, limit=10):
 
 def _image(searcher, image, space, name):
   """(vector in `space`, gallery id or None, decoded array or None) of one image."""
-  label = f'{name} gallery id' if name != 'the image' else 'gallery id'
-  gid = check_gallery_id(searcher, image.gallery_id, label)
+  gid = check_gallery_id(searcher, image.gallery_id,
+                         'gallery id' if name == 'the image' else f'{name} gallery id')
   if gid is not None:
     return require_finite(searcher.gallery[space][gid]), gid, None
   if image.file is None:
-    raise QueryError(f'{name}: upload an image or pick one from the gallery'
-                     if name != 'the image' else
-                     'no image: upload an image or pick one from the gallery')
+    raise QueryError(f'{name}: upload an image or pick one from the gallery')
   array = image.file if isinstance(image.file, np.ndarray) else images_lib.decode(
       image.file, name=name)
   devise, siamese = searcher.embed_images([array])
@@ -299,10 +300,10 @@ def _candidates(searcher, candidates, labels):
   listed = list(dict.fromkeys(items(labels, 'the label list', MAX_LABELS)))
   if not listed:
     raise QueryError('the label list is empty: give labels separated by commas')
-  known = [t for t in listed if has_vector(searcher, t)]
-  if not known:
+  skipped = without_vector(searcher, listed)
+  if len(skipped) == len(listed):
     raise QueryError(f'none of the labels has a word vector: {_quoted(listed)}')
-  return known, [t for t in listed if t not in set(known)]
+  return [t for t in listed if t not in set(skipped)], skipped
 
 
 def _images_by_words(searcher, request):
@@ -310,9 +311,9 @@ def _images_by_words(searcher, request):
   words = items(request.words, 'words', MAX_WORDS)
   if not words:
     raise QueryError('words is empty: give one or more words')
-  weights = _weights(request.weights, len(words), 'weight')
+  weights = _one_each(request.weights, len(words), 'word', 'weight', _weight('weight'))
   require_gallery(searcher)
-  require_vectors(searcher, words)
+  _require_vectors(searcher, words)
   rows = searcher.words_to_images(words, weights, k)
   return Answer(_finite_rows(rows), k, words=words, word_weights=weights)
 
@@ -330,11 +331,11 @@ def _algebra(searcher, request):
   k, space = check_k(request.k), check_space(request.space)
   require_gallery(searcher)
   slots = list(request.images)
-  weights = _per_slot(request.weights, slots, 'weight', lambda v, n: check_weight(
-      v, f'weight {n}'))
-  signs = _per_slot(request.signs, slots, 'sign', check_sign)
+  weights = _one_each(request.weights, len(slots), 'image', 'weight', _weight('weight'))
+  signs = _one_each(request.signs, len(slots), 'image', 'sign', check_sign)
   words = items(request.words, 'words', MAX_WORDS)
-  word_weights = _weights(request.word_weights, len(words), 'word weight')
+  word_weights = _one_each(request.word_weights, len(words), 'word', 'word weight',
+                           _weight('word weight'))
   filled = [n for n, image in enumerate(slots, 1)
             if not (_is_blank(image.gallery_id) and image.file is None)]
   check_algebra(len(filled), len(words), space)
@@ -345,7 +346,7 @@ def _algebra(searcher, request):
     answer.gallery_ids.append(gid)
     answer.arrays.append(array)
     answer.weights.append(signs[n - 1] * weights[n - 1])
-  require_vectors(searcher, words)
+  _require_vectors(searcher, words)
   exclude = sorted({g for g in answer.gallery_ids if g is not None})
   answer.rows = _finite_rows(searcher.algebra(vectors, answer.weights, words,
                                               word_weights, space, k, exclude_ids=exclude))
@@ -364,16 +365,6 @@ def check_algebra(num_images, num_words, space):
     raise QueryError("words can only be added in the devise space: choose space 'devise'")
 
 
-def _per_slot(values, slots, name, check):
-  """`check(value, n)` of one value per image slot (1.0 or '+' each when none)."""
-  values = list(values or ())
-  if not values:
-    return [1.0] * len(slots)
-  if len(values) != len(slots):
-    raise QueryError(f'{len(slots)} image(s) but {len(values)} {name}(s)')
-  return [check(v, n) for n, v in enumerate(values, 1)]
-
-
 _ANSWER = {Labels: _labels, ImagesByWords: _images_by_words, Similar: _similar,
            Algebra: _algebra}
 
@@ -384,16 +375,10 @@ def answer(searcher, request):
     return _ANSWER[type(request)](searcher, request)
   except QueryError:
     raise
-  except images_lib.ImageError as e:
-    raise QueryError(str(e)) from None
-  except ValueError as e:  # The library's words for a bad query (weights that cancel).
+  except ValueError as e:  # An ImageError, or the library's words (weights that cancel).
     message = one_line(e)
-    if 'weights cancel' in message:
-      message = f'{message}; change a weight'
-    raise QueryError(message) from None
-
-
-# Failures as one line.
+    raise QueryError(f'{message}; change a weight' if 'weights cancel' in message
+                     else message) from None
 
 
 def is_expected(error):
