@@ -299,7 +299,7 @@ def _candidates(searcher, candidates, labels):
                      f'got {candidates!r}')
   listed = list(dict.fromkeys(items(labels, 'the label list', MAX_LABELS)))
   if not listed:
-    raise QueryError('the label list is empty: give labels separated by commas')
+    raise QueryError('the label list is empty: type labels separated by commas')
   skipped = without_vector(searcher, listed)
   if len(skipped) == len(listed):
     raise QueryError(f'none of the labels has a word vector: {_quoted(listed)}')
