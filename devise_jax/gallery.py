@@ -3,9 +3,9 @@
 A gallery holds, for every image of a split or a folder, its DeViSE-space vector
 (stage 2, unit norm), its Siamese embedding (stage 3) and a reference to the image
 (`tfds:<dataset>/<split>/<index>` or a file path), saved pickle-free in the workdir
-(`checkpoint.save_gallery`). `Searcher` answers the queries (checked first by `devise_jax.queries`, the layer the CLI,
-the demo and the REST API share) with the run's embedders and the pure functions of
-`devise_jax.search`.
+(`checkpoint.save_gallery`). `Searcher` answers queries with the run's embedders and the
+pure functions of `devise_jax.search`; `devise_jax.queries` (the layer the CLI, the demo
+and the REST API share) checks each request before asking it.
 """
 
 import os
