@@ -2,7 +2,7 @@
 
   devise-jax train --config experiments/configs/NAME.py[:VARIANT] --workdir DIR \
       [--config.KEY=VALUE ...] [--stages stage1,stage2]
-  devise-jax eval --workdir DIR [--split test]
+  devise-jax eval --workdir DIR [--split test] [--all]
   devise-jax embed --workdir DIR [--split test | --images FOLDER]
   devise-jax demo --workdir DIR [--host 127.0.0.1] [--port 7860] [--share] [--auth USER:PASS]
   devise-jax protocol --config FILE --out DIR [--splits 5] [--seeds 3] [--unseen 3] \
@@ -16,7 +16,10 @@
   devise-jax label-sets [--hops 3] [--restrict IDS_FILE] [--out FILE]
       WordNet nouns within 1..hops hops of the ImageNet-1k classes: '<k>-hop: <count>'
 
-Expected errors end in one line on stderr; DEVISE_JAX_DEBUG=1 shows the traceback.
+`devise-jax COMMAND --help` lists that command's flags. Expected errors end in one line
+on stderr (a search's are the query layer's, `devise_jax.queries`, shared with the demo);
+DEVISE_JAX_DEBUG=1 shows the traceback. Heavy modules are imported inside the commands
+that use them: a search of words or gallery ids never imports TensorFlow.
 """
 
 import os
