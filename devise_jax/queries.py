@@ -257,7 +257,7 @@ def _image(searcher, image, space, name):
   if gid is not None:
     return require_finite(searcher.gallery[space][gid]), gid, None
   if image.file is None:
-    raise QueryError(f'{name}: upload an image or pick one from the gallery')
+    raise QueryError('no image: upload an image or pick one from the gallery')
   array = image.file if isinstance(image.file, np.ndarray) else images_lib.decode(
       image.file, name=name)
   devise, siamese = searcher.embed_images([array])

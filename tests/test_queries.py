@@ -238,3 +238,13 @@ def test_limits_are_the_layers():
   with pytest.raises(queries.QueryError, match='give 1 to 4 images'):
     queries.check_algebra(5, 0, 'siamese')
   assert np.isfinite(queries.require_finite(np.ones(3))).all()
+
+
+def test_a_request_without_its_image(backend):
+  with pytest.raises(queries.QueryError,
+                     match='^no image: upload an image or pick one from the gallery$'):
+    queries.answer(backend.searcher, queries.Labels(queries.QueryImage()))
+  # In algebra an empty slot is left out (the page has four, a query may fill two).
+  answer = queries.answer(backend.searcher, queries.Algebra(
+      [queries.QueryImage(), queries.QueryImage(1)], words='boot', space='devise', k=2))
+  assert answer.gallery_ids == [1] and len(answer.rows) == 2
