@@ -22,9 +22,10 @@ start, stop and share tunnel redone by hand. The schema at /openapi.json is buil
 these routes alone (Gradio's internal routes stay out of /docs), and Swagger UI's files
 come from the `fastapi-offline` package: the page fetches nothing from a CDN.
 
-Answers are the library's (`gallery.Searcher`); inputs pass the page's checks (`checks`:
-k, weights, words, list lengths, gallery ids) and uploads its decoder and limits
-(`images.decode`: 10 MB, 40 megapixels, odd formats). Every bad input answers a 4xx
+The routes are translators: each builds a request of the query layer
+(`devise_jax.queries`, shared with the page and the CLI: k, weights, words, list
+lengths, gallery ids, the algebra rules, the decoder's limits of 10 MB and 40
+megapixels) and answers the library's rows (`gallery.Searcher`). Every bad input answers a 4xx
 with `{"error": "<one line>"}` (400 bad input, 401 log-in, 404 unknown picture or no
 gallery, 413 too large). With `--auth USER:PASS` the API wants HTTP basic auth with the
 same user and password (`curl -u USER:PASS`). Two requests compute at a time, as in the
@@ -46,19 +47,15 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 import fastapi_offline
-import gradio as gr
 import PIL.Image
 import pydantic
 
-from . import checks
+from devise_jax import queries
+
 from . import images
-from .handlers import MAX_ALGEBRA_WORDS
 from .layout import CONCURRENCY  # Requests computed at once, as in the page's queue.
 
 log = logging.getLogger(__name__)
-
-MAX_ALGEBRA_IMAGES = 4  # The page's four slots.
-CANDIDATE_SETS = ('classes', 'vocab', 'tokens')  # `Searcher.labels`'s named sets.
 _SWAGGER = os.path.join(os.path.dirname(fastapi_offline.__file__), 'static')
 
 
@@ -111,6 +108,8 @@ class Label(pydantic.BaseModel):
 
 class Labels(pydantic.BaseModel):
   labels: list[Label]
+  skipped: list[str] = pydantic.Field([], description='listed candidates left out: '
+                                      'they have no word vector')
 
 
 class Image(pydantic.BaseModel):
@@ -125,7 +124,8 @@ class Images(pydantic.BaseModel):
 
 
 class AlgebraQuery(pydantic.BaseModel):
-  ids: list[int] = pydantic.Field(description=f'1 to {MAX_ALGEBRA_IMAGES} gallery ids',
+  ids: list[int] = pydantic.Field(description=f'1 to {queries.MAX_ALGEBRA_IMAGES} '
+                                  'gallery ids',
                                   examples=[[12, 40]])
   weights: list[float] | None = pydantic.Field(
       None, description='a weight per id (default 1)', examples=[[1.0, 1.0]])
@@ -135,7 +135,7 @@ class AlgebraQuery(pydantic.BaseModel):
   words: list[str] = pydantic.Field([], description='words to add (devise space only)')
   word_weights: list[float] | None = pydantic.Field(None, description='a weight per word')
   space: str = pydantic.Field('siamese', description="'siamese' or 'devise'")
-  k: int = pydantic.Field(4, description=f'results, 1 to {checks.MAX_K}')
+  k: int = pydantic.Field(4, description=f'results, 1 to {queries.MAX_K}')
 
 
 class Error(pydantic.BaseModel):
@@ -174,89 +174,46 @@ class Api:
         return work()
     except ApiError as e:
       return error_response(e.status, e.message)
-    except gr.Error as e:
-      return error_response(404 if 'no gallery' in e.message else 400, e.message)
-    except checks.EXPECTED_ERRORS as e:
-      return error_response(400, checks.one_line(e))
-    except Exception:  # pylint: disable=broad-except
+    except Exception as e:  # pylint: disable=broad-except
+      if queries.is_expected(e):
+        return error_response(getattr(e, 'status', 400), queries.one_line(e))
       log.exception('demo API: unexpected error')
       return error_response(500, 'internal error while answering this request (it was '
                             'logged on the server)')
 
-  def decode(self, upload):
-    """The uploaded file as an RGB array: the page's limits and decoder."""
+  def upload(self, upload):
+    """The uploaded file's bytes, refused (413) past the decoder's byte limit."""
     data = upload.file.read(images.MAX_BYTES + 1)
     if len(data) > images.MAX_BYTES:
       raise ApiError(413, f'the image is larger than {images.MAX_BYTES // 2**20} MB')
-    return images.decode(data, name='the image')
+    return queries.QueryImage(file=data)
 
-  def embed(self, upload, space):
-    features = self.backend.run.encode_images([self.decode(upload)])
-    embed = self.backend.run.devise if space == 'devise' else self.backend.run.siamese
-    return checks.finite_vector(embed(features)[0])
-
-  def image_rows(self, request, rows):
-    rows = checks.finite_scores(rows)
+  def image_rows(self, request, answer):
     return {'images': [dict(id=r['id'], label=r['label'], score=r['score'],
                             url=str(request.url_for('gallery_picture',
                                                     gallery_id=r['id'])))
-                       for r in rows]}
+                       for r in answer.rows]}
 
   def labels(self, upload, k, candidates):
-    k = checks.k(k)
-    if candidates not in CANDIDATE_SETS:
-      candidates = [checks.word(c, 'a candidate label') for c in checks.split_list(
-          candidates, 'candidates', checks.MAX_LABELS)]
-      if not candidates:
-        raise checks.fail("candidates must be 'classes', 'vocab', 'tokens' or a "
-                          'comma-separated list of labels')
-    vector = self.embed(upload, 'devise')
-    return {'labels': checks.finite_scores(self.searcher.labels(vector, candidates, k))}
+    named = candidates in queries.CANDIDATE_SETS
+    answer = queries.answer(self.searcher, queries.Labels(
+        self.upload(upload), candidates if named else 'list', '' if named else candidates,
+        k))
+    return {'labels': answer.rows, 'skipped': answer.skipped}
 
   def words(self, request, words, weights, k):
-    k = checks.k(k)
-    words = [checks.word(w, 'a word') for w in checks.split_list(words, 'words',
-                                                                 MAX_ALGEBRA_WORDS)]
-    if not words:
-      raise checks.fail('words is empty: give one or more comma-separated words')
-    weights = [checks.weight(w, 'a weight') for w in checks.split_list(
-        weights, 'weights', MAX_ALGEBRA_WORDS)] or None
-    if weights and len(weights) != len(words):
-      raise checks.fail(f'{len(words)} word(s) but {len(weights)} weight(s)')
-    checks.require_gallery(self.searcher)
-    return self.image_rows(request, self.searcher.words_to_images(words, weights, k))
+    answer = queries.answer(self.searcher, queries.ImagesByWords(words, weights, k))
+    return self.image_rows(request, answer)
 
   def similar(self, request, upload, k, space):
-    k, space = checks.k(k), checks.space(space)
-    checks.require_gallery(self.searcher)
-    vector = self.embed(upload, space)
-    return self.image_rows(request, self.searcher.similar(vector, space, k))
+    answer = queries.answer(self.searcher, queries.Similar(self.upload(upload), space, k))
+    return self.image_rows(request, answer)
 
   def algebra(self, request, query):
-    k, space = checks.k(query.k), checks.space(query.space)
-    size = checks.require_gallery(self.searcher)
-    ids = list(query.ids)
-    if not 1 <= len(ids) <= MAX_ALGEBRA_IMAGES:
-      raise checks.fail(f'ids: give 1 to {MAX_ALGEBRA_IMAGES} gallery ids, got {len(ids)}')
-    for i in ids:
-      if not 0 <= i < size:
-        raise checks.fail(f'ids: {i} is not in the gallery (ids 0 to {size - 1})')
-    weights = _per_item(query.weights, ids, 'weights',
-                        lambda w, n: checks.weight(w, f'weight {n}'))
-    signs = _per_item(query.signs, ids, 'signs', checks.sign)
-    words = [checks.word(w, 'a word') for w in query.words]
-    if len(words) > MAX_ALGEBRA_WORDS or not all(words):
-      raise checks.fail(f'words: 0 to {MAX_ALGEBRA_WORDS} non-empty words')
-    word_weights = _per_item(query.word_weights, words, 'word_weights',
-                             lambda w, n: checks.weight(w, f'word weight {n}'))
-    if len(ids) < 2 and not words:
-      raise checks.fail('add a second image, or words, to do algebra')
-    if words and space != 'devise':
-      raise checks.fail("words can only be added in the devise space: space='devise'")
-    vectors = [self.searcher.gallery[space][i] for i in ids]
-    rows = self.searcher.algebra(vectors, [s * w for s, w in zip(signs, weights)], words,
-                                 word_weights, space, k, exclude_ids=ids)
-    return self.image_rows(request, rows)
+    answer = queries.answer(self.searcher, queries.Algebra(
+        [queries.QueryImage(gallery_id=i) for i in query.ids], query.weights, query.signs,
+        query.words, query.word_weights, query.space, query.k))
+    return self.image_rows(request, answer)
 
   def picture(self, gallery_id):
     if self.searcher.gallery is None or not 0 <= gallery_id < self.backend.gallery_size():
@@ -264,15 +221,6 @@ class Api:
     buffer = io.BytesIO()
     PIL.Image.fromarray(self.backend.picture(gallery_id)).save(buffer, 'PNG')
     return Response(buffer.getvalue(), media_type='image/png')
-
-
-def _per_item(values, items, name, check):
-  """`check(value, n)` of one value per item, n from 1 (1.0 each when None)."""
-  if values is None:
-    return [1.0] * len(items)
-  if len(values) != len(items):
-    raise checks.fail(f'{name}: {len(items)} expected, got {len(values)}')
-  return [check(v, n) for n, v in enumerate(values, 1)]
 
 
 def routes(backend, auth=None):

@@ -53,12 +53,13 @@ a time and at most 64 wait; only Gradio's own upload and cache folders are serve
 workdir, the word vectors and the data set are on the blocklist, and `/file=<URL>`
 proxying and `/monitoring` are switched off); uploads are decoded by `images.decode`
 (pixel limit, truncated files, odd modes); every bad input answers with a message
-(`checks`), never a traceback.
+(`devise_jax.queries`), never a traceback.
 
 The sources live in demo/ at the repository root and install as `devise_jax.demo`
-(setup.cfg): `layout` builds the page, `handlers` answer the endpoints with the run
-and its searcher, `checks` validates inputs, `images` decodes them, `about` describes
-the run; this module serves the app.
+(setup.cfg): `layout` builds the page, `handlers` answer the endpoints through the
+query layer (`devise_jax.queries`: the checks, shared with the CLI and the REST API),
+`images` shows the gallery's pictures, `about` describes the run; this module serves
+the app.
 """
 
 import json

@@ -13,9 +13,9 @@ import gradio as gr
 import PIL.Image
 
 from devise_jax import plots
+from devise_jax import queries
 
 from . import about
-from . import checks
 from . import handlers as handlers_lib
 from . import images
 
@@ -41,14 +41,14 @@ class SafeImage(gr.Image):
     try:
       images.refuse_url(url_or_file_path)
     except images.ImageError as e:
-      raise checks.fail(str(e)) from None
+      raise handlers_lib.fail(str(e)) from None
     return await super().async_move_resource_to_block_cache(url_or_file_path)
 
   def move_resource_to_block_cache(self, url_or_file_path):
     try:
       images.refuse_url(url_or_file_path)
     except images.ImageError as e:
-      raise checks.fail(str(e)) from None
+      raise handlers_lib.fail(str(e)) from None
     return super().move_resource_to_block_cache(url_or_file_path)
 
   def preprocess(self, payload):
@@ -58,12 +58,12 @@ class SafeImage(gr.Image):
       try:
         head, data = payload.url.split(',', 1)
         if len(data) > images.MAX_BYTES * 4 // 3 + 4:
-          raise checks.fail('the image is larger than 10 MB')
+          raise handlers_lib.fail('the image is larger than 10 MB')
         return base64.b64decode(data) if ';base64' in head else data.encode()
       except (ValueError, TypeError):
-        raise checks.fail('the image data URL is malformed') from None
+        raise handlers_lib.fail('the image data URL is malformed') from None
     if not payload.path or not os.path.isfile(payload.path):
-      raise checks.fail('send the image as an uploaded file')
+      raise handlers_lib.fail('send the image as an uploaded file')
     return payload.path
 
 
@@ -107,7 +107,7 @@ def _status(elem_id):
   return gr.Markdown(elem_classes=['status-box'], elem_id=elem_id)
 
 
-_k_slider = functools.partial(gr.Slider, minimum=1, maximum=checks.MAX_K, step=1,
+_k_slider = functools.partial(gr.Slider, minimum=1, maximum=queries.MAX_K, step=1,
                               label='k')
 
 
@@ -198,7 +198,7 @@ def _algebra_slots():
         gallery_id = _gallery_id_input(f'gallery id {n} (-1 = the upload)',
                                        elem_id=f'al-gid-{n}')
         with gr.Row():
-          sign = gr.Radio(list(checks.SIGNS), value='+' if n != 2 else '-',
+          sign = gr.Radio(list(queries.SIGNS), value='+' if n != 2 else '-',
                           label=f'Sign {n}', min_width=80)
           weight = gr.Number(value=1.0, label=f'Weight {n}', min_width=80)
         slots.append((image, gallery_id, sign, weight))

@@ -2,7 +2,7 @@
 
   devise-jax train --config experiments/configs/NAME.py[:VARIANT] --workdir DIR \
       [--config.KEY=VALUE ...] [--stages stage1,stage2]
-  devise-jax eval --workdir DIR [--split test]
+  devise-jax eval --workdir DIR [--split test] [--all]
   devise-jax embed --workdir DIR [--split test | --images FOLDER]
   devise-jax demo --workdir DIR [--host 127.0.0.1] [--port 7860] [--share] [--auth USER:PASS]
   devise-jax protocol --config FILE --out DIR [--splits 5] [--seeds 3] [--unseen 3] \
@@ -16,7 +16,10 @@
   devise-jax label-sets [--hops 3] [--restrict IDS_FILE] [--out FILE]
       WordNet nouns within 1..hops hops of the ImageNet-1k classes: '<k>-hop: <count>'
 
-Expected errors end in one line on stderr; DEVISE_JAX_DEBUG=1 shows the traceback.
+`devise-jax COMMAND --help` lists that command's flags. Expected errors end in one line
+on stderr (a search's are the query layer's, `devise_jax.queries`, shared with the demo);
+DEVISE_JAX_DEBUG=1 shows the traceback. Heavy modules are imported inside the commands
+that use them: a search of words or gallery ids never imports TensorFlow.
 """
 
 import os
@@ -42,12 +45,14 @@ _WORDS = flags.DEFINE_list('words', [], 'search: query words or phrases.')
 _WORD_WEIGHTS = flags.DEFINE_list('word_weights', [], 'search: a weight per word.')
 _GALLERY_IDS = flags.DEFINE_list('gallery_ids', [], 'search: gallery images as queries.')
 _IMAGE_WEIGHTS = flags.DEFINE_list('image_weights', [], 'search: a weight per image.')
-_SPACE = flags.DEFINE_enum('space', 'siamese', ['siamese', 'devise'],
-                           'search: embedding space for image queries.')
+_SPACE = flags.DEFINE_string('space', 'siamese',
+                             "search: embedding space of image queries, 'siamese' or 'devise'.")
 _LABELS = flags.DEFINE_list(
     'labels', [], "search: 'classes', 'vocab' (WordNet nouns with a word vector), "
     "'tokens' (every word-vector token) or a list of labels.")
-_K = flags.DEFINE_integer('k', 5, 'search: number of results.')
+_K = flags.DEFINE_integer('k', 5, 'search: number of results (1 to 50).')
+_ALL = flags.DEFINE_bool('all', False, 'eval, train: print every metric of eval.json, '
+                         'not the summary tables.')
 _OUT = flags.DEFINE_string('out', None, 'protocol: directory of its runs and summary; '
                            'label-sets: a file for the ids, hops and labels.')
 _HOPS = flags.DEFINE_integer('hops', 3, 'label-sets: the largest number of hops.')
@@ -117,10 +122,11 @@ def _protocol():
 
 
 def _eval_and_print():
-  from devise_jax import evaluate
+  from devise_jax import eval_table, evaluate
   result = evaluate.evaluate(_WORKDIR.value, _SPLIT.value)
   print(f"\n{os.path.join(_WORKDIR.value, 'eval.json')}:\n")
-  print(evaluate.format_table(result))
+  print(evaluate.format_table(result) if _ALL.value else eval_table.summary(
+      result['metrics']))
 
 
 def _embed():
@@ -135,60 +141,36 @@ def _embed():
   print(f'gallery {name!r}: {count} images in {_WORKDIR.value}/gallery/{name}.npz')
 
 
-def _floats(values, count, flag):
-  if not values:
-    return [1.0] * count
-  if len(values) != count:
-    raise UsageError(f'--{flag} needs {count} values, got {len(values)}')
-  try:
-    return [float(v) for v in values]
-  except ValueError:
-    raise UsageError(f'--{flag} must be numbers, got {",".join(values)}') from None
-
-
 def _search():
+  """A query of the gallery, built from the flags and answered by `queries`."""
   import json
-  from devise_jax import cli_checks, gallery, run
+  from devise_jax import gallery, queries, run
   searcher = gallery.Searcher(run.Run.load(_WORKDIR.value), _GALLERY.value)
-  ids = cli_checks.gallery_ids(searcher, _GALLERY_IDS.value)
-  cli_checks.words(searcher, _WORDS.value, 'words')
-  if _LABELS.value and _LABELS.value[0] not in ('classes', 'vocab', 'tokens'):
-    cli_checks.words(searcher, _LABELS.value, 'labels')
-  try:
-    print(json.dumps(_query(searcher, ids), indent=1))
-  except ValueError as e:  # The library's words for a bad query, said in flags.
-    raise cli_checks.query_error(e) from None
+  answer = queries.answer(searcher, _search_request(queries))
+  if answer.skipped:
+    print(f'devise-jax: note: no word vector for {", ".join(map(repr, answer.skipped))}; '
+          'left out', file=sys.stderr)
+  print(json.dumps(answer.rows, indent=1))
 
 
-def _query(searcher, ids):
-  from devise_jax import cli_checks
-  from devise_jax import images as images_lib
-  images = [images_lib.decode(p, name=f'--images {p}') for p in _IMAGES.value]
-  space = _SPACE.value
-  vectors = []
-  if ids:
-    vectors += list(searcher.gallery[space if not _LABELS.value else 'devise'][ids])
-  if images:
-    devise_vectors, siamese_vectors = searcher.embed_images(images)
-    vectors += list(devise_vectors if _LABELS.value or space == 'devise' else siamese_vectors)
-  k = cli_checks.k(_K.value)
+def _search_request(queries):
+  """The request the search flags ask for: gallery ids first, then --images."""
+  image_list = ([queries.QueryImage(gallery_id=i) for i in _GALLERY_IDS.value]
+                + [queries.QueryImage(file=p) for p in _IMAGES.value])
   if _LABELS.value:
-    if len(vectors) != 1 or _WORDS.value:
+    if len(image_list) != 1 or _WORDS.value:
       raise UsageError('--labels takes exactly one query image (--images or --gallery_ids)')
-    labels = _LABELS.value
-    result = searcher.labels(vectors[0], labels[0] if len(labels) == 1 and labels[0] in (
-        'classes', 'vocab', 'tokens') else labels, k)
-  elif vectors:
-    weights = _floats(_IMAGE_WEIGHTS.value, len(vectors), 'image_weights')
-    word_weights = _floats(_WORD_WEIGHTS.value, len(_WORDS.value), 'word_weights')
-    result = searcher.algebra(vectors, weights, _WORDS.value, word_weights, space, k,
-                              exclude_ids=ids)
-  elif _WORDS.value:
-    result = searcher.words_to_images(
-        _WORDS.value, _floats(_WORD_WEIGHTS.value, len(_WORDS.value), 'word_weights'), k)
-  else:
-    raise UsageError('search needs a query: --words, --images or --gallery_ids')
-  return result
+    named = len(_LABELS.value) == 1 and _LABELS.value[0] in queries.CANDIDATE_SETS
+    return queries.Labels(image_list[0], _LABELS.value[0] if named else 'list',
+                          () if named else _LABELS.value, _K.value)
+  if len(image_list) == 1 and not _WORDS.value and not _IMAGE_WEIGHTS.value:
+    return queries.Similar(image_list[0], _SPACE.value, _K.value)
+  if image_list:
+    return queries.Algebra(image_list, _IMAGE_WEIGHTS.value, (), _WORDS.value,
+                           _WORD_WEIGHTS.value, _SPACE.value, _K.value)
+  if _WORDS.value:
+    return queries.ImagesByWords(_WORDS.value, _WORD_WEIGHTS.value, _K.value)
+  raise UsageError('search needs a query: --words, --images or --gallery_ids')
 
 
 def _demo():
@@ -234,8 +216,28 @@ def main(argv):
   if argv[1] in ('eval', 'embed', 'search', 'demo'):
     from devise_jax import cli_checks
     cli_checks.require_run(_WORKDIR.value)
+  if argv[1] != 'label-sets' and (argv[1] != 'search' or _IMAGES.value):
+    _import_tensorflow_quietly()  # A search of words or gallery ids reads no data.
   {'train': _train, 'eval': _eval_and_print, 'embed': _embed, 'search': _search,
    'demo': _demo, 'protocol': _protocol, 'label-sets': _label_sets}[argv[1]]()
+
+
+def _import_tensorflow_quietly():
+  """TensorFlow's C++ prints notices when it loads (the absl::InitializeLog warning,
+  oneDNN's), whatever TF_CPP_MIN_LOG_LEVEL says: the commands that read data (and so
+  import it) import it first with stderr's descriptor pointed at /dev/null."""
+  if 'tensorflow' in sys.modules or os.environ.get('DEVISE_JAX_DEBUG'):
+    return
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  sys.stderr.flush()
+  saved = os.dup(2)
+  try:
+    with open(os.devnull, 'w', encoding='utf-8') as null:
+      os.dup2(null.fileno(), 2)
+      import tensorflow  # pylint: disable=import-outside-toplevel,unused-import
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
 
 
 def _enable_compilation_cache():
@@ -258,25 +260,28 @@ def _initialize_distributed():
 
 def _main_with_clean_errors(argv):
   """Expected errors end in one line on stderr and exit status 1 (no traceback)."""
-  from devise_jax import checkpoint, train
   logging.set_verbosity(logging.WARNING)  # Orbax and TFDS log every step at INFO.
   _enable_compilation_cache()
   _initialize_distributed()
   try:
     main(argv)
-  except (UsageError, ValueError, OSError, KeyError, checkpoint.CheckpointError,
-          train.TrainingError) as e:
-    if os.environ.get('DEVISE_JAX_DEBUG'):
+  except Exception as e:  # pylint: disable=broad-except
+    from devise_jax import queries
+    if os.environ.get('DEVISE_JAX_DEBUG') or not (
+        queries.is_expected(e) or isinstance(e, OSError)):
       raise
-    message = str(e.args[0] if isinstance(e, KeyError) and e.args else e)
-    print(f'devise-jax: error: {message.splitlines()[0] if message else type(e).__name__}',
-          file=sys.stderr)
+    print(f'devise-jax: error: {queries.one_line(e)}', file=sys.stderr)
     sys.exit(1)
 
 
 def _parse_flags(argv):
   """absl's parser, with its errors (often multi-line tracebacks) cut to one line."""
   if any(a in ('-h', '--help', '--helpshort', '-?') for a in argv[1:]):
+    from devise_jax import cli_checks
+    command = next((a for a in argv[1:] if a in COMMANDS), None)
+    if command:  # That command's flags.
+      print(cli_checks.command_help(command, flags.FLAGS))
+      sys.exit(0)
     app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)  # absl's own exits 1.
   try:
     return flags.FLAGS(argv)

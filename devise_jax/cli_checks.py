@@ -1,13 +1,10 @@
-"""What `devise-jax` checks before it acts, and its `--help` summary.
+"""What `devise-jax` checks before it acts, and its `--help` texts.
 
 Every expected failure of a command is one line naming the flag, config key or file at
 fault and what would be valid; the checks here run before anything is read at length or
-written, so a refused command leaves the workdir byte for byte as it was.
+written, so a refused command leaves the workdir byte for byte as it was. A search's
+own checks are the query layer's (`devise_jax.queries`), shared with the demo.
 """
-
-import re
-
-from devise_jax import checkpoint
 
 SUMMARY = {
     'train': 'train a run (stages 1-3) in --workdir from --config, then evaluate it',
@@ -39,46 +36,36 @@ def help_text(commands):
   return '\n'.join(lines).replace('%', '%%')
 
 
+# The flags each command reads, for `devise-jax COMMAND --help`.
+MULTI_HOST = ('coordinator_address', 'num_processes', 'process_id')
+COMMAND_FLAGS = {
+    'train': ('config', 'workdir', 'stages', 'all') + MULTI_HOST,
+    'eval': ('workdir', 'split', 'all'),
+    'embed': ('workdir', 'split', 'images'),
+    'search': ('workdir', 'gallery', 'k', 'words', 'word_weights', 'images', 'gallery_ids',
+               'image_weights', 'space', 'labels'),
+    'demo': ('workdir', 'host', 'port', 'share', 'auth'),
+    'protocol': ('config', 'out', 'splits', 'seeds', 'unseen', 'split_seed', 'validation',
+                 'stages', 'reuse_from'),
+    'label-sets': ('hops', 'restrict', 'out'),
+}
+
+
+def command_help(command, flag_values):
+  """`devise-jax COMMAND --help`: what the command does and the flags it reads."""
+  lines = [f'devise-jax {command} [flags]: {SUMMARY[command]}', '', 'Flags:']
+  for name in COMMAND_FLAGS[command]:
+    flag = flag_values[name]
+    value = ','.join(flag.default) if isinstance(flag.default, list) else flag.default
+    default = '' if value in (None, '') else f' (default: {value})'
+    lines.append(f'  --{name}: {flag.help}{default}')
+  lines += ['', 'Every command and flag: devise-jax --helpfull']
+  return '\n'.join(lines)
+
+
 def require_run(workdir):
   """Raises unless `workdir` holds a trained run (eval, embed, search, demo)."""
+  from devise_jax import checkpoint  # pylint: disable=import-outside-toplevel
   if checkpoint.workdir_state(workdir) == 'new':
     raise ValueError(f'--workdir {workdir}: holds no devise-jax run (missing or empty); '
                      f'train one first: devise-jax train --config FILE --workdir {workdir}')
-
-
-def gallery_ids(searcher, values):
-  """The ints of --gallery_ids, each an id of the searcher's gallery."""
-  if values and searcher.gallery is None:
-    raise ValueError(f'--gallery_ids: {searcher.workdir} has no gallery '
-                     f'{searcher.gallery_name!r}; run devise-jax embed --workdir '
-                     f'{searcher.workdir} first')
-  size = len(searcher.meta['refs']) if values else 0
-  for value in values:
-    if not value.isdigit() or int(value) >= size:
-      raise ValueError(f'--gallery_ids {value}: not an id of the gallery '
-                       f'(ids 0 to {size - 1})')
-  return [int(v) for v in values]
-
-
-def words(searcher, values, flag):
-  """Checks that every word or phrase of `flag` has a word vector."""
-  from devise_jax import wordvec  # pylint: disable=import-outside-toplevel
-  unknown = [w for w in values if wordvec.phrase_vector(searcher.kv, w) is None]
-  if unknown:
-    source = searcher.config.word_vectors.source
-    raise ValueError(f'--{flag} {",".join(unknown)}: not in the word vectors ({source}); '
-                     'try another word')
-
-
-def k(value):
-  if value < 1:
-    raise ValueError(f'--k {value}: must be a positive integer')
-  return value
-
-
-def query_error(error):
-  """A library error of a search query, said in terms of its flags."""
-  message = re.sub(r'^(combine|normalize): ', '', str(error))
-  if 'cancel' in message:
-    return ValueError(f'--word_weights/--image_weights: {message}; change a weight')
-  return ValueError(message)

@@ -3,8 +3,9 @@
 A gallery holds, for every image of a split or a folder, its DeViSE-space vector
 (stage 2, unit norm), its Siamese embedding (stage 3) and a reference to the image
 (`tfds:<dataset>/<split>/<index>` or a file path), saved pickle-free in the workdir
-(`checkpoint.save_gallery`). `Searcher` answers the queries of the CLI and the demo
-with the run's embedders and the pure functions of `devise_jax.search`.
+(`checkpoint.save_gallery`). `Searcher` answers queries with the run's embedders and the
+pure functions of `devise_jax.search`; `devise_jax.queries` (the layer the CLI, the demo
+and the REST API share) checks each request before asking it.
 """
 
 import os
@@ -107,10 +108,7 @@ class Searcher:
                    **({'synset': vocab.ids[int(i)]} if candidates == 'vocab' else {}))
               for s, i in zip(scores, ids)]
     else:
-      names = [c.strip() for c in candidates if c.strip()]
-      if not names:
-        raise ValueError('the candidate label list is empty')
-      names = list(dict.fromkeys(names))
+      names = list(dict.fromkeys(candidates))
       vectors = wordvec.build_label_space(self.kv, names).vectors
     scores, ids = search.topk(devise_vector, vectors, k)
     unseen = {self.names[i] for i in self.unseen}
@@ -128,9 +126,6 @@ class Searcher:
     return self._vocab[kind]
 
   def words_to_images(self, words, weights=None, k=5):
-    words = [w for w in words if w.strip()]
-    if not words:
-      raise ValueError('the query has no words')
     query = search.combine([self.word_vector(w) for w in words],
                            weights if weights is not None else [1.0] * len(words))
     g = self._require_gallery()
@@ -140,7 +135,7 @@ class Searcher:
       if words_to_images_eval.kind(cfg) == 'conse' and 'logits' not in g:
         raise ValueError(
             f"gallery {self.gallery_name!r} has no stage-1 logits, which "
-            f"config.eval.words_to_images = 'conse' ranks by (made before 2026-12-03): "
+            f"config.eval.words_to_images = 'conse' ranks by: "
             f'run `devise-jax embed --workdir {self.workdir}` again')
       keys = words_to_images_eval.image_keys(
           g['devise'], g.get('logits'), run.label_space.vectors[run.seen],
@@ -157,21 +152,18 @@ class Searcher:
     return self._results(scores * scale, ids)
 
   def similar(self, vector, space='siamese', k=5, exclude_ids=()):
-    if space not in SPACES:
-      raise ValueError(f'space must be one of {SPACES}, got {space!r}')
     g = self._require_gallery()
     exclude = [list(exclude_ids)] if exclude_ids else None
     return self._results(*search.topk(vector, g[space], k, exclude=exclude))
 
   def algebra(self, image_vectors, image_weights, words=(), word_weights=(),
               space='siamese', k=5, exclude_ids=()):
-    """Nearest gallery images to a weighted sum of images (and, in DeViSE space, words)."""
-    if words and space != 'devise':
-      raise ValueError('words can only be added in the devise space')
+    """Nearest gallery images to a weighted sum of images (and, in DeViSE space, words).
+
+    The rules of such a query (`queries.check_algebra`) are checked by the query layer.
+    """
     terms = list(image_vectors) + [self.word_vector(w) for w in words]
     weights = list(image_weights) + list(word_weights)
-    if not terms:
-      raise ValueError('the algebra query has no terms')
     g = self._require_gallery()
     scores, ids = search.algebra(terms, weights, g[space], k, exclude_ids=exclude_ids)
     return self._results(scores, ids)

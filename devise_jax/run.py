@@ -25,7 +25,6 @@ import tqdm
 from devise_jax import artefacts
 from devise_jax import calibration
 from devise_jax import checkpoint
-from devise_jax import input_pipeline
 from devise_jax import stages as stages_lib
 from devise_jax.models import devise
 from devise_jax.models import siamese as siamese_model
@@ -148,6 +147,7 @@ class Run:
     Chunks are padded to a power of two (at most `batch_size`), so a stream of queries
     of any size compiles the encoder a handful of times, not once per size.
     """
+    from devise_jax import input_pipeline  # pylint: disable=import-outside-toplevel
     out = []
     for i in tqdm.trange(0, len(images), batch_size, desc='embed', leave=False,
                          disable=len(images) <= batch_size):
@@ -168,6 +168,7 @@ class Run:
     cached = artefacts.load_features(self.workdir, stage, step, split)
     if cached is not None:
       return cached
+    from devise_jax import input_pipeline  # pylint: disable=import-outside-toplevel
     apply_vars = self._encoder_vars[stage]
     labels, features = [], []
     dcfg, batch_size = self.config.data, self.config.eval.batch_size

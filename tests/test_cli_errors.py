@@ -154,24 +154,25 @@ def cases(p):
       (['eval', '--workdir', run, '--split', 'nosplit'], [run], "bad split 'nosplit'"),
       (['embed', '--workdir', run, '--images', '/nonexistent/folder'], [run],
        '--images /nonexistent/folder: not a folder'),
-      (search + ['--words', 'blahblahx'], [run],
-       '--words blahblahx: not in the word vectors'),
-      (search + ['--labels', 'boot,blahblahx', '--gallery_ids', '1'], [run],
-       '--labels blahblahx: not in the word vectors'),
+      (search + ['--words', 'blahblahx'], [run], "no word vector for 'blahblahx'"),
+      (search + ['--labels', 'qwxzzy,blahblahx', '--gallery_ids', '1'], [run],
+       "none of the labels has a word vector: 'qwxzzy', 'blahblahx'"),
       (search + ['--gallery_ids', '9999'], [run],
-       '--gallery_ids 9999: not an id of the gallery (ids 0 to 255)'),
+       'gallery id 9999 is not in the gallery (ids 0 to 255)'),
       (search + ['--gallery', 'nope', '--gallery_ids', '1'], [run], "no gallery 'nope'"),
       (search + ['--images', 'http://127.0.0.1:9/cat.png'], [run],
-       '--images http://127.0.0.1:9/cat.png is a URL'),
-      (search + ['--images', p['text']], [run], f'--images {p["text"]} is not an image'),
+       'the image is a URL'),
+      (search + ['--images', p['text']], [run], 'the image is not an image'),
       (search + ['--images', p['bomb']], [run], 'the limit is 40 megapixels'),
       (search + ['--images', '/nonexistent.png'], [run], 'does not exist'),
-      (search + ['--words', 'boot', '--k', '0'], [run], '--k 0: must be a positive integer'),
+      (search + ['--words', 'boot', '--k', '0'], [run],
+       'k must be a whole number from 1 to 50, got 0'),
       (search + ['--words', 'boot,boot', '--word_weights', '1,-1'], [run],
        'the weights cancel'),
       (search + ['--words', 'boot', '--word_weights', '1,2'], [run],
-       '--word_weights needs 1 values, got 2'),
-      (search + ['--space', 'nowhere', '--words', 'boot'], [run], '--space'),
+       '1 word(s) but 2 weight(s)'),
+      (search + ['--space', 'nowhere', '--gallery_ids', '1'], [run],
+       "space must be one of devise, siamese, got 'nowhere'"),
       (['protocol', '--config', CONFIG, '--out', p['regular']], [p['regular']],
        f'--out {p["regular"]}: is a regular file'),
       ([], [], 'usage: devise-jax {train,'),
@@ -212,3 +213,12 @@ def test_help_lists_every_command_with_an_example():
     assert len(row) == 1 and len(row[0].split()) > 3, command  # Named, with a summary.
   assert any(l.strip().startswith('devise-jax train --config') for l in lines)
   assert sum(l.strip().startswith('devise-jax ') for l in lines) >= 3
+
+
+def test_command_help_shows_that_commands_flags():
+  proc = subprocess.run([sys.executable, '-c', 'from devise_jax import cli; cli.run()',
+                         'label-sets', '--help'], capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0 and proc.stderr == ''
+  assert proc.stdout.startswith('devise-jax label-sets [flags]: WordNet nouns')
+  flags = [l.split(':')[0].strip() for l in proc.stdout.splitlines() if l.startswith('  --')]
+  assert flags == ['--hops', '--restrict', '--out']

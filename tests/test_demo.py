@@ -178,7 +178,7 @@ BAD_INPUTS = [
     ('search_words', dict(word_1='qwxzzy'), "no word vector for 'qwxzzy'"),
     ('search_words', dict(word_1='boot', weight_1=1.0, word_2='boot', weight_2=-1.0),
      'cancel'),
-    ('search_words', dict(word_1='  '), 'type a word'),
+    ('search_words', dict(word_1='  '), 'words is empty'),
     ('similar', dict(image='text.png'), 'not an image'),
     ('similar', dict(gallery_id=3, space='pixels'), 'not in the list of choices'),
     ('algebra', dict(gallery_id_1=7, gallery_id_2=7, sign_2='-'), 'cancel'),
@@ -189,7 +189,7 @@ BAD_INPUTS = [
     ('algebra', dict(gallery_id_1=7, gallery_id_2=9, words='boot', word_weights='1, 2',
                      space='devise'), 'word weight'),
     ('algebra', dict(image_1='bomb.png', gallery_id_2=9), 'megapixels'),
-    ('algebra', dict(), 'add at least one image'),
+    ('algebra', dict(), 'give 1 to 4 images'),
 ]
 
 

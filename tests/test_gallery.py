@@ -13,6 +13,7 @@ import tensorflow_datasets as tfds
 
 from devise_jax import checkpoint
 from devise_jax import gallery
+from devise_jax import queries
 from devise_jax import run as run_lib
 from devise_jax import search
 from devise_jax import vocabulary
@@ -167,15 +168,16 @@ def test_bad_queries_are_clear_errors(workdir):
   searcher = gallery.Searcher(run_lib.Run.load(workdir))
   with pytest.raises(ValueError, match="no word vector for 'qwxzzy'"):
     searcher.words_to_images(['qwxzzy'])
-  with pytest.raises(ValueError, match='no words'):
-    searcher.words_to_images([' '])
   v = searcher.gallery['siamese'][7]
   with pytest.raises(ValueError, match='cancel'):
     searcher.algebra([v, v], [1.0, -1.0])
-  with pytest.raises(ValueError, match='empty'):
-    searcher.labels(searcher.gallery['devise'][0], [' '])
-  with pytest.raises(ValueError, match='devise space'):
-    searcher.algebra([v], [1.0], words=['boot'], word_weights=[1.0], space='siamese')
+  # The query layer's checks (tests/test_queries.py has the table of them).
+  with pytest.raises(queries.QueryError, match='words is empty'):
+    queries.answer(searcher, queries.ImagesByWords([' ']))
+  with pytest.raises(queries.QueryError, match='label list is empty'):
+    queries.answer(searcher, queries.Labels(queries.QueryImage(0), 'list', [' ']))
+  with pytest.raises(queries.QueryError, match='devise space'):
+    queries.answer(searcher, queries.Algebra([queries.QueryImage(7)], words=['boot']))
 
 
 def test_embed_an_image_folder(workdir, tmp_path):
