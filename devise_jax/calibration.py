@@ -15,7 +15,7 @@ the fold's classes are less novel to it than real unseen ones: this is a cheap,
 test-free estimate, not an exact replica. `scaled` multiplies the fold gamma by a
 factor per method (`config.eval.gamma_scale`, `conse_gamma_scale`) chosen on the
 validation protocol, whose pseudo-unseen classes the encoder never saw
-(experiments/gamma_scale.py; how it did on the test protocol is in
+(experiments/ablations/gamma_scale.py; how it did on the test protocol is in
 experiments/results/fashion_mnist_zsl_ablation.md).
 """
 

@@ -5,7 +5,7 @@ every image of the split (seen and unseen classes apart).
 (`gallery.Searcher.words_to_images`): 'conse' ranks images by the cosine of the word
 with the image's ConSE vector (the top-`cfg.conse_top_t` seen labels' word vectors
 weighted by the stage-1 classifier's probabilities; chosen on the validation protocol,
-experiments/w2i_sweep.py); 'cosine' by its cosine with the image's DeViSE vector;
+experiments/ablations/w2i_sweep.py); 'cosine' by its cosine with the image's DeViSE vector;
 'label_softmax' subtracts each image's `search.label_softmax_penalty` over the run's
 classes (temperature `cfg.label_softmax_beta`; calibrated stacking's gamma on the seen
 classes when `cfg.label_softmax_calibrated` and the run has one).

@@ -76,7 +76,7 @@ def get_config(arg=None):
   config.word_vectors.overrides = ml_collections.ConfigDict()  # Class name -> phrase.
   # A class's vector: its 'name', or averaged with its WordNet synset's lemmas ('synset')
   # and its hypernyms' ('synset_hypernyms'), from data.synsets. Validation protocol
-  # (experiments/label_space_sweep.py): zero-shot 0.710 with 'synset', 0.602 'name',
+  # (experiments/ablations/label_space_sweep.py): zero-shot 0.710 with 'synset', 0.602 'name',
   # 0.600 'synset_hypernyms'.
   config.word_vectors.class_text = 'synset'
 
@@ -100,7 +100,7 @@ def get_config(arg=None):
   config.stage2.optimizer = 'adamw'
   # Trained to convergence (the loss is convex in the projection): at 600 steps of 128
   # the stage-2 seed alone moved validation zero-shot accuracy by up to +-0.16; at 3,000
-  # of 512 by at most +-0.04 (experiments/stage2_seed_spread.py). On cached features
+  # of 512 by at most +-0.04 (experiments/ablations/stage2_seed_spread.py). On cached features
   # this takes seconds.
   config.stage2.num_steps = 3000
   config.stage2.batch_size = 512
@@ -114,7 +114,7 @@ def get_config(arg=None):
   # 'label_softmax' (cross-entropy over the seen labels' dot products), 'hinge_rank'
   # (the paper's) or 'cosine' (the first seed's baseline). With center_features below,
   # chosen on the validation protocol (5 splits x 2 seeds, zero-shot top-1 the
-  # criterion set before the sweep; experiments/stage2_sweep.py): 0.749 against 0.695
+  # criterion set before the sweep; experiments/ablations/stage2_sweep.py): 0.749 against 0.695
   # for the paper's hinge on raw features, 0.716 centred with the hinge, 0.710 the
   # softmax on raw features.
   config.stage2.loss = 'label_softmax'
@@ -156,7 +156,7 @@ def get_config(arg=None):
   # they are less novel than real unseen ones; the validation protocol, whose
   # pseudo-unseen classes never were, chose 1.25 for DeViSE (calibrated H 0.527
   # against 0.470 at 1, leave-one-split-out, 6 of 10 splits up) and kept 1 for ConSE
-  # (0.85 was better on the mean but on 5 of 10 splits only): experiments/gamma_scale.py.
+  # (0.85 was better on the mean but on 5 of 10 splits only): experiments/ablations/gamma_scale.py.
   # On the test protocol 1.25 gave 0.353 against 0.411 at 1 (reported, not chosen on).
   # The recipes built on this config inherit both, unvalidated on their data.
   config.eval.gamma_scale = 1.25
@@ -180,7 +180,7 @@ def get_config(arg=None):
   # by the stage-1 classifier); 'cosine', with its DeViSE vector; or 'label_softmax':
   # that cosine less the image's log-sum-exp over the class words at temperature beta
   # (devise_jax/search.py `label_softmax_penalty`), optionally with the seen classes
-  # lowered by calibrated stacking's gamma. Validation protocol (experiments/w2i_sweep.py,
+  # lowered by calibrated stacking's gamma. Validation protocol (experiments/ablations/w2i_sweep.py,
   # rule set before the run): precision@10 seen/unseen 0.948/0.455 with 'conse',
   # 0.818/0.230 with 'cosine'; better on 9 of 10 splits.
   config.eval.words_to_images = 'conse'

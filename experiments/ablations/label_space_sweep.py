@@ -1,6 +1,6 @@
 """Class vectors from WordNet, compared on the validation protocol (stage 2 refitted).
 
-  python experiments/label_space_sweep.py --runs workdirs/ablation_val/baseline \
+  python experiments/ablations/label_space_sweep.py --runs workdirs/ablation_val/baseline \
       --config experiments/configs/fashion_mnist_zsl.py
 
 For each validation run (its stage 1 and cached features fixed) and each

@@ -1,6 +1,6 @@
 """How much of DeViSE's spread comes from stage 2's own seed? (validation only)
 
-  python experiments/stage2_seed_spread.py --runs workdirs/ablation_val/baseline \
+  python experiments/ablations/stage2_seed_spread.py --runs workdirs/ablation_val/baseline \
       --steps 600 --batch 128
 
 For each validation run (its stage 1 fixed), refits the stage-2 projection on the cached

@@ -1,7 +1,7 @@
 """Words -> images on the validation protocol: which image vectors a class word ranks.
 
-  cd experiments && python w2i_sweep.py --runs ../workdirs/base_val \
-      --config configs/fashion_mnist_zsl.py
+  cd experiments/ablations && python w2i_sweep.py --runs ../../workdirs/base_val \
+      --config ../configs/fashion_mnist_zsl.py
 
 Words -> images ranks every validation image (the run's seen and pseudo-unseen classes)
 by the cosine of a key vector with the class word, and scores precision@10 per class

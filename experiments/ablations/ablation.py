@@ -1,6 +1,6 @@
 """Stage-2 ablation over the protocol: every variant on the same stage-1 runs.
 
-  python experiments/ablation.py --config experiments/configs/fashion_mnist_zsl.py \
+  python experiments/ablations/ablation.py --config experiments/configs/fashion_mnist_zsl.py \
       --base workdirs/base_val --out workdirs/ablation_val --validation --splits 5 --seeds 1
 
 `--base` is a protocol directory whose runs have stage 1 trained (e.g. `devise-jax

@@ -1,6 +1,6 @@
 """Generalized zero-shot on the validation protocol: calibrated stacking against gating.
 
-  cd experiments && python gzsl_sweep.py --runs ../workdirs/base_val \
+  cd experiments/ablations && python gzsl_sweep.py --runs ../../workdirs/base_val \
       [--stage2 center_l2_label_softmax]
 
 Calibrated stacking (Chao et al., 2016; the package's GZSL) predicts the argmax of the

@@ -1,6 +1,6 @@
 """Stage-2 variants on the validation protocol, refitted in memory on cached features.
 
-  python experiments/stage2_sweep.py --runs workdirs/base_val \
+  python experiments/ablations/stage2_sweep.py --runs workdirs/base_val \
       --config experiments/configs/fashion_mnist_zsl.py [--variants a,b,...]
 
 For each run of a protocol directory (stage 1 trained: `devise-jax protocol [--validation]

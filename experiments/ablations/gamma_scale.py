@@ -1,6 +1,6 @@
 """A correction of calibrated stacking's fold gamma, chosen on the validation protocol.
 
-  cd experiments && python gzsl_sweep.py --runs ../workdirs/base_val \
+  cd experiments/ablations && python gzsl_sweep.py --runs ../../workdirs/base_val \
       --out val_gzsl.json --curves val_curves.json
   python gamma_scale.py --results val_gzsl.json --curves val_curves.json
 

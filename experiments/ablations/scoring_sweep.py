@@ -1,6 +1,6 @@
 """Words -> images rankings compared on trained runs, without retraining.
 
-  python experiments/scoring_sweep.py --runs workdirs/ablation_val/baseline
+  python experiments/ablations/scoring_sweep.py --runs workdirs/ablation_val/baseline
 
 Every run directory under `--runs` (a protocol directory) is restored once and each
 ranking of `config.eval.words_to_images` (devise_jax/evaluators/words_to_images.py) is

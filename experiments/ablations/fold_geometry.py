@@ -1,6 +1,6 @@
 """Calibrated stacking on a protocol's runs with the folds of two geometries.
 
-  cd experiments && python fold_geometry.py --runs ../workdirs/protocol
+  cd experiments/ablations && python fold_geometry.py --runs ../../workdirs/protocol
 
 `calibration.class_folds` holds out one seen class per fold. Before 2026-12-03 its folds
 had about the size of the split's unseen set (2 or 3 of 7 seen classes on the test
