@@ -153,3 +153,19 @@ def test_training_crops_decoded_at_reduced_scale_are_close_to_full_decodes(seed)
   dx, dy = next((a, b) for a, b in moves
                 if 0 <= x0 + a and x1 + a <= 640 and 0 <= y0 + b and y1 + b <= 480)
   assert np.abs(got - crop(dx, dy)).mean() > 2 * difference.mean()
+
+
+@pytest.mark.parametrize('mode,fmt', [('RGB', 'JPEG'), ('L', 'JPEG'), ('CMYK', 'JPEG'),
+                                      ('RGB', 'PNG')])
+@pytest.mark.parametrize('shrink', [1.0, 2.0, 4.5])
+def test_training_decoder_gives_the_safe_decoders_pixels(mode, fmt, shrink):
+  """OpenCV decodes the training JPEGs; Pillow (`images.decode`) everything else.
+  Both give the same pixels at the same DCT scale."""
+  array = synthetic_imagenet.image(4, 'train', 1, 300, 400)
+  buffer = io.BytesIO()
+  PIL.Image.fromarray(array).convert(mode).save(buffer, fmt)
+  data = buffer.getvalue()
+  got = preprocessing._decode_record(data, 'x', 400, 300, shrink)  # pylint: disable=protected-access
+  want = images.decode(data, shrink=shrink)
+  assert got.shape == want.shape and got.dtype == np.uint8
+  assert np.abs(got.astype(int) - want).max() <= 1

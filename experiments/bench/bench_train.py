@@ -104,6 +104,8 @@ def parse_args(argv=None):
 
 
 def load_config(path, variant=None):
+  if variant is None and ':' in os.path.basename(path):  # FILE:VARIANT, as the CLI.
+    path, variant = path.rsplit(':', 1)
   spec = importlib.util.spec_from_file_location('bench_config', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
