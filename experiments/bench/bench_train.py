@@ -155,9 +155,10 @@ def run_worker(args):
 
   config = load_config(args.config)
   config.model.dtype = args.dtype
-  # Fashion-MNIST's 10 classes less the unseen ones (which ids are seen does not matter
-  # for the cost of stage 1); GloVe 6B 50d word vectors (unused by stage 1).
-  num_classes = 10
+  # The dataset's classes (Fashion-MNIST's 10; ImageNet's 1,000, which its configs name
+  # in data.synsets) less the unseen ones (which ids are seen does not matter for the
+  # cost of stage 1); GloVe 6B 50d word vectors (unused by stage 1).
+  num_classes = max(10, len(config.data.get('synsets', ())))
   num_seen, embed_dim = num_classes - len(config.data.unseen_classes), 50
   seen = list(range(num_seen))
   rng = np.random.default_rng(0)
