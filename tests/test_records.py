@@ -161,3 +161,14 @@ def test_eval_iterator_reads_the_synthetic_split_once(dcfg):
   labels = np.concatenate([b['label'][b['mask']] for b in batches])
   np.testing.assert_array_equal(labels, np.arange(8) % 1000)
   assert batches[0]['image'].shape == (3, 32, 32, 3)
+
+
+def test_the_synthetic_recipe_variant_is_the_imagenet_recipe_on_synthetic_data():
+  base, synthetic = load_config(IMAGENET), load_config(IMAGENET, 'synthetic')
+  assert synthetic.data.name == 'synthetic_imagenet/recipe'
+  assert synthetic.data.image_size == base.data.image_size == 224
+  assert synthetic.data.augment == base.data.augment == 'random_resized_crop'
+  assert synthetic.data.unseen_classes == base.data.unseen_classes  # 200 of 1,000.
+  assert synthetic.evals == base.evals and 'open_vocab' in synthetic.evals
+  assert synthetic_imagenet.SyntheticImagenet.SIZES['recipe'] == {
+      'train': 12_800, 'validation': 10_000}
