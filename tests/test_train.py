@@ -38,7 +38,8 @@ def _assert_same_params(workdir_a, workdir_b, stage):
     np.testing.assert_array_equal(x, y)  # Bitwise: CPU XLA is deterministic.
 
 
-def test_interrupted_run_resumes_to_the_same_params_and_evaluates(reference_run, tmp_path):
+def test_interrupted_run_resumes_to_the_same_params_and_evaluates(reference_run,
+                                                                  evaluated_run, tmp_path):
   config, reference, reference_fingerprint = reference_run
   workdir = str(tmp_path / 'run')
   # Dies after step 3 (the first call of three steps), once step 3 is saved.
@@ -58,6 +59,8 @@ def test_interrupted_run_resumes_to_the_same_params_and_evaluates(reference_run,
   result = evaluate.evaluate(workdir)
   metrics = json.loads((tmp_path / 'run' / 'eval.json').read_text())['metrics']
   assert metrics == result['metrics']
+  # The same numbers as the evaluation of the uninterrupted run.
+  assert metrics == evaluated_run.result['metrics']
   for key in ('zsl_top1', 'per_class_zsl_top1', 'gzsl_seen', 'gzsl_unseen', 'gzsl_h',
               'conse_zsl_top1', 'chance_zsl_top1', 'seen_hit@1', 'seen_hit@5'):
     assert 0.0 <= metrics[key] <= 1.0, key
