@@ -42,16 +42,19 @@ def _fingerprint_line(output):
 
 def test_one_device_ends_where_eight_devices_do(tiny_config, fmnist_data_dir, tmp_path):
   params = {}
+  # One step a call: the smallest program to compile (what one call holds is checked
+  # in tests/test_train.py).
   proc = subprocess.run(
       _command(tmp_path / '1', fmnist_data_dir, '--stages=stage1',
                '--config.stage1.optimizer=sgd', '--config.stage1.num_steps=2',
-               '--config.checkpoint_every=2'),
+               '--config.checkpoint_every=2', '--config.steps_per_call=1'),
       env=_env(1), capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   params[1], _ = checkpoint.load_variables(str(tmp_path / '1'), 'stage1')
   assert jax.device_count() == 8
   tiny_config.stage1.optimizer = 'sgd'
   tiny_config.stage1.num_steps = tiny_config.checkpoint_every = 2
+  tiny_config.steps_per_call = 1
   train.train_stage(tiny_config, str(tmp_path / '8'), 'stage1', log=lambda m: None)
   params[8], _ = checkpoint.load_variables(str(tmp_path / '8'), 'stage1')
   # Same init, data, dropout and updates; BatchNorm statistics are over the global
@@ -95,7 +98,7 @@ def test_two_processes_train_and_checkpoint_once(fmnist_data_dir, tmp_path):
   workdir = tmp_path / 'two'
   port = _free_port()
   procs = [subprocess.Popen(
-      _command(workdir, fmnist_data_dir, '--stages=stage1',
+      _command(workdir, fmnist_data_dir, '--stages=stage1', '--config.steps_per_call=1',
                f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
                f'--process_id={i}'),
       env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
