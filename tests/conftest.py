@@ -7,11 +7,7 @@ The flag must be set before jax is imported anywhere.
 
 import os
 
-# The tests' programs are small and run a few steps, so compiling them is most of their
-# cost: LLVM's optimisations off (XLA's own HLO passes still run) halve the compile
-# time on 2 cores. Subprocesses inherit the flags (tests/test_distributed.py keeps them).
-os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8 '
-                      '--xla_backend_optimization_level=0')
+os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # Compiling the SqueezeNet train step takes ~20 s on 2 cores; the tests compile the same
 # programs many times (and in subprocesses, which inherit these variables), so they

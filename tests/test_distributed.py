@@ -30,12 +30,8 @@ def _command(workdir, data_dir, *extra):
 
 
 def _env(devices):
-  """This process's environment with `devices` CPU devices (its other XLA flags kept,
-  so that the programs compile as this process's do)."""
-  flags = [f for f in os.environ.get('XLA_FLAGS', '').split()
-           if not f.startswith('--xla_force_host_platform_device_count')]
-  flags.append(f'--xla_force_host_platform_device_count={devices}')
-  return dict(os.environ, XLA_FLAGS=' '.join(flags), TF_CPP_MIN_LOG_LEVEL='3')
+  return dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+              TF_CPP_MIN_LOG_LEVEL='3')
 
 
 def _fingerprint_line(output):
