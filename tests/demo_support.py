@@ -1,8 +1,8 @@
-"""Shared set-up of the demo tests (tests/test_demo*.py): a copy of the tiny reference
-run with its gallery, a server per test module, pictures, and the library's answers.
-The fixtures are imported by the test modules, so pytest finds them there."""
+"""Helpers of the demo tests (tests/test_demo*.py, tests/test_api.py): the demo's
+workdir, server and pictures that the session fixtures in tests/conftest.py build once
+(`make_demo_workdir`, `serve`, `make_pictures`), and small helpers to call the demo and
+compare its answers with the library's."""
 
-import configparser
 import contextlib
 import io
 import os
@@ -10,29 +10,19 @@ import pathlib
 import shutil
 import socket
 import struct
-import subprocess
-import sys
 import types
 import zlib
 
-import gradio as gr
-import httpx
 import numpy as np
 import PIL.Image
 import pytest
 
 from devise_jax import checkpoint
-from devise_jax import evaluate
 from devise_jax import gallery
 from devise_jax import run as run_lib
-from devise_jax.demo import about
 from devise_jax.demo import app
-from devise_jax.demo import handlers
-from devise_jax.demo import images
-
-gradio_client = pytest.importorskip('gradio_client')
-from gradio_client import Client, handle_file  # pylint: disable=wrong-import-position
-
+# Re-exported: the test modules take the client from here.
+from gradio_client import Client, handle_file  # noqa: F401  pylint: disable=unused-import
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # What `devise-jax eval` would have written (the About tab shows it).
@@ -52,25 +42,23 @@ def start(demo, **kwargs):
   return f"http://127.0.0.1:{kwargs['server_port']}/"
 
 
-@pytest.fixture(scope='module')
-def demo_workdir(reference_run, tmp_path_factory):
-  _, reference, _ = reference_run
-  path = tmp_path_factory.mktemp('demo') / 'run'
-  shutil.copytree(reference, path)
-  # Evaluation draws plots/ (the Results tab); its calibration.json goes, so the demo
-  # ranks as the reference run's copies in other tests do (no gamma).
-  evaluate.evaluate(str(path))
-  os.remove(path / 'calibration.json')
+def make_demo_workdir(evaluated, path):
+  """A copy at `path` of the evaluated run `evaluated` (its plots/ are the Results tab),
+  with its gallery and the eval.json above; returns the path.
+
+  Its calibration.json goes, so the demo ranks as the reference run's copies in other
+  tests do (no gamma)."""
+  shutil.copytree(evaluated, path)
+  os.remove(os.path.join(path, 'calibration.json'))
   run = run_lib.Run.load(str(path))
   gallery.embed(run)
   checkpoint.save_eval(str(path), dict(EVAL, **{f'{s}_step': n for s, n in run.steps.items()}))
   return str(path)
 
 
-@pytest.fixture(scope='module')
-def library(demo_workdir):
+def load_library(workdir):
   """The library's answers: a Run and a Searcher of the workdir, apart from the demo's."""
-  run = run_lib.Run.load(demo_workdir)
+  run = run_lib.Run.load(workdir)
   return types.SimpleNamespace(run=run, searcher=gallery.Searcher(run))
 
 
@@ -80,25 +68,20 @@ def library_labels(library, array, candidates='classes', k=5):
   return library.searcher.labels(vector, candidates, k)
 
 
-@pytest.fixture(scope='module')
-def server(demo_workdir):
-  """The running demo (url, backend, demo), until the module's tests are done."""
-  demo = app.build_app(demo_workdir)
+@contextlib.contextmanager
+def serve(workdir):
+  """The running demo of `workdir` as (url, backend, demo), closed on exit."""
+  demo = app.build_app(workdir)
   url = start(demo)
-  yield types.SimpleNamespace(url=url, backend=demo.devise_backend, demo=demo)
-  demo.close()
+  try:
+    yield types.SimpleNamespace(url=url, backend=demo.devise_backend, demo=demo)
+  finally:
+    demo.close()
 
 
-@pytest.fixture(scope='module')
-def client(server):
-  return Client(server.url, verbose=False, download_files=False)
-
-
-@pytest.fixture(scope='module')
-def pictures(tmp_path_factory, server):
-  """Image files for uploads: gallery images, and every awkward kind of image."""
-  backend = server.backend
-  root = tmp_path_factory.mktemp('pictures')
+def make_pictures(root, backend):
+  """Image files for uploads in `root`: gallery images of `backend`, and every awkward
+  kind of image; {file name: path}."""
   paths = {}
 
   def save(name, image, **kwargs):

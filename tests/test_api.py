@@ -1,6 +1,6 @@
 """The demo's REST API (demo/api.py) and the one-argument Gradio calls.
 
-One server for the module (tests/demo_support.py: a copy of the tiny reference run,
+One server for the session (tests/conftest.py: a copy of the tiny reference run,
 evaluated, with its gallery). Every answer is compared with the library's (a Run and a
 Searcher loaded apart from the server's) to 1e-4; bad inputs answer a 4xx whose body
 is exactly {"error": "<one line>"}.
@@ -13,9 +13,9 @@ import numpy as np
 import PIL.Image
 import pytest
 
+from devise_jax.demo import app
 from devise_jax.demo import images
 
-from demo_support import *  # noqa: F401,F403  (fixtures and helpers)
 from demo_support import Client, handle_file, library_labels, rows, start
 
 

@@ -2,6 +2,7 @@
 chosen on training data only."""
 
 import os
+import shutil
 
 import ml_collections
 import numpy as np
@@ -77,27 +78,41 @@ def test_a_saved_calibration_for_other_folds_is_not_reused():
   assert not calibration.matches(dict(saved, steps={'stage1': 6, 'stage2': 7}), key)
 
 
-def test_gamma_ignores_the_test_labels(reference_run, monkeypatch):
-  config, workdir, _ = reference_run
-  run = run_lib.Run.load(workdir)
-  first = evaluate.calibrate(run)
+def test_gamma_ignores_the_test_labels(evaluated_run, tmp_path, monkeypatch):
+  workdir = str(tmp_path / 'run')  # A copy: its calibration is fitted again here.
+  shutil.copytree(evaluated_run.workdir, workdir)
+  first = checkpoint.load_calibration(workdir)['gammas']  # The shared evaluation's.
   assert set(first) == {'gamma_devise', 'gamma_conse'}
   os.remove(os.path.join(workdir, 'calibration.json'))
+  run = run_lib.Run.load(workdir)
+  test_split = run.config.data.eval_split
   real = run.split_features
+  test_labels = real(test_split)[1]
+  shuffled_reads = []
 
   def shuffled(split, stage='stage2'):
     features, labels = real(split, stage)
-    if split == config.data.eval_split:
+    if split == test_split:
       labels = np.random.default_rng(1).permutation(labels)
+      shuffled_reads.append(stage)
     return features, labels
 
   monkeypatch.setattr(run, 'split_features', shuffled)
-  assert evaluate.calibrate(run) == first
+  # What evaluation computes, the test split's labels shuffled under it: the shuffle
+  # reaches the evaluators' labels, and gamma is fitted again to the same values.
+  data = evaluate.evaluation_data(run, test_split)
+  assert shuffled_reads
+  kept = np.isin(test_labels, np.union1d(run.seen, run.unseen))
+  assert len(data.labels) == kept.sum()
+  assert not np.array_equal(data.labels, test_labels[kept])
+  assert sorted(data.labels) == sorted(test_labels[kept])
+  assert checkpoint.load_calibration(workdir)['gammas'] == first  # Saved again.
+  got = dict(gamma_devise=data.gamma_devise, gamma_conse=data.gamma_conse)
+  assert got == pytest.approx(calibration.scaled(first, run.config.eval))
 
 
-def test_gamma_scale_multiplies_the_saved_fold_gammas(reference_run, monkeypatch):
-  _, workdir, _ = reference_run
-  evaluate.calibrate(run_lib.Run.load(workdir))  # Saves the fold gammas (if not yet).
+def test_gamma_scale_multiplies_the_saved_fold_gammas(evaluated_run, monkeypatch):
+  workdir = evaluated_run.workdir  # Read only: its calibration.json is saved already.
   fold = checkpoint.load_calibration(workdir)['gammas']
   real = checkpoint.load_config
 

@@ -1,42 +1,26 @@
 """The Gradio demo over HTTP: endpoints against the library, bad inputs, file serving.
 
-One server for the module (a copy of the tiny reference run with its gallery), called
-through `gradio_client` as a user of the API would; every answer is compared with the
-library's (`library`: a Run and a Searcher of the same workdir, loaded apart from the
-demo's).
+One server for the session (tests/conftest.py: a copy of the tiny reference run with
+its gallery), called through `gradio_client` as a user of the API would; every answer
+is compared with the library's (`library`: a Run and a Searcher of the same workdir,
+loaded apart from the demo's).
 """
 
-import configparser
-import contextlib
 import io
-import os
-import pathlib
-import shutil
-import socket
-import struct
-import subprocess
-import sys
-import types
-import zlib
 
-import gradio as gr
 import httpx
 import numpy as np
 import PIL.Image
 import pytest
 
-from devise_jax import checkpoint
-from devise_jax import gallery
-from devise_jax import run as run_lib
-from devise_jax.demo import about
-from devise_jax.demo import app
-from devise_jax.demo import handlers
 from devise_jax.demo import images
 
 gradio_client = pytest.importorskip('gradio_client')
-from gradio_client import Client, handle_file  # pylint: disable=wrong-import-position
+# pylint: disable=wrong-import-position
+from gradio_client import handle_file
 
-from demo_support import *  # noqa: F401,F403  (fixtures and helpers)
+from demo_support import check_images, library_labels, png_header_only, rows, zero_shot
+# pylint: enable=wrong-import-position
 
 
 # The endpoints answer what the library answers.

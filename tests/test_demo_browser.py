@@ -1,7 +1,7 @@
 """The demo in a real browser: headless Chromium driven by Selenium.
 
 Clicks through every tab as a visitor would and checks that what the page shows is the
-library's answer (`test_demo.library`: a Run and Searcher loaded apart from the demo):
+library's answer (the `library` fixture: a Run and Searcher loaded apart from the demo):
 the labels of a picked and of an uploaded image, in order; the ids found by words, by
 similarity and by algebra; and that bad inputs show an error toast naming the problem.
 Saves a screenshot of each tab under artifacts/screenshots/ (gitignored) to look at.
@@ -31,9 +31,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # pylint: disable=wrong
 # pylint: disable=wrong-import-position
 from devise_jax import plots
 from devise_jax.demo import images
-# The module's demo server and the library's answers: test_demo's fixtures.
-from test_demo import demo_workdir, library, server  # pylint: disable=unused-import
-from test_demo import library_labels
+from demo_support import library_labels
 # pylint: enable=wrong-import-position
 
 CHROMIUM = '/usr/bin/chromium'

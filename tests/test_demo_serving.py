@@ -2,36 +2,28 @@
 a workdir without gallery, the About tab, and the install as a subpackage."""
 
 import configparser
-import contextlib
-import io
 import os
 import pathlib
 import shutil
-import socket
-import struct
 import subprocess
 import sys
-import types
-import zlib
 
 import gradio as gr
 import httpx
-import numpy as np
-import PIL.Image
 import pytest
 
 from devise_jax import checkpoint
-from devise_jax import gallery
-from devise_jax import run as run_lib
 from devise_jax.demo import about
 from devise_jax.demo import app
 from devise_jax.demo import handlers
 from devise_jax.demo import images
 
 gradio_client = pytest.importorskip('gradio_client')
-from gradio_client import Client, handle_file  # pylint: disable=wrong-import-position
+# pylint: disable=wrong-import-position
+from gradio_client import Client, handle_file
 
-from demo_support import *  # noqa: F401,F403  (fixtures and helpers)
+from demo_support import ROOT, library_labels, rows, start, zero_shot
+# pylint: enable=wrong-import-position
 
 
 # Serving: only what the demo means to show.
@@ -86,8 +78,10 @@ def test_launch_defaults_are_safe(server, demo_workdir):
   config = server.backend.run.config
   assert os.path.abspath(config.data.data_dir) in blocked
   assert app.parse_auth('alice:s3:cret') == ('alice', 's3:cret')
-  with pytest.raises(ValueError):
+  with pytest.raises(ValueError, match=r"^auth must be 'USER:PASS'$"):
     app.parse_auth('alice')
+  with pytest.raises(ValueError, match='non-empty user and password'):
+    app.parse_auth('alice:')
 
 
 def test_basic_auth(server):
@@ -97,14 +91,20 @@ def test_basic_auth(server):
   assert demo.devise_backend is backend
   url = start(demo, auth='alice:wonderland')
   try:
-    with pytest.raises(Exception):
+    # Without a login the page's config is refused (401: gradio_client's
+    # AuthenticationError); a wrong password is refused at the login (Gradio answers
+    # 400, which gradio_client raises as a ValueError).
+    with pytest.raises(gradio_client.exceptions.AuthenticationError,
+                       match='credentials were not provided'):
       Client(url, verbose=False)
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match='^Could not login to '):
       Client(url, verbose=False, auth=('alice', 'wrong'))
     authed = Client(url, verbose=False, auth=('alice', 'wonderland'), download_files=False)
     got, _ = zero_shot(authed, gallery_id=2, k=2)
     assert len(got) == 2
-    assert httpx.get(f'{url}config').status_code in (401, 403)
+    assert httpx.get(f'{url}config').status_code == 401
+    assert httpx.post(f'{url}login', data={'username': 'alice', 'password': 'wrong'}
+                      ).status_code == 400
   finally:
     demo.close()
 

@@ -1,5 +1,7 @@
-"""Data parallelism and resume, checked in subprocesses (the device count is fixed when
-jax starts): 1 device vs 8, a SIGKILL mid-run, and two processes through jax.distributed."""
+"""Data parallelism and resume: 1 device vs 8, a SIGKILL mid-run, and two processes
+through jax.distributed. The device count is fixed when jax starts: runs on one or two
+devices, and the run to kill, are subprocesses; eight-device runs use this process's
+devices (tests/conftest.py)."""
 
 import json
 import os
@@ -15,6 +17,7 @@ import jax
 import numpy as np
 
 from devise_jax import checkpoint
+from devise_jax import train
 
 CONFIG = str(pathlib.Path(__file__).resolve().parent.parent /
              'experiments/configs/fashion_mnist_zsl.py')
@@ -37,16 +40,23 @@ def _fingerprint_line(output):
   return lines[-1].split(': ')[1]
 
 
-def test_one_device_ends_where_eight_devices_do(fmnist_data_dir, tmp_path):
+def test_one_device_ends_where_eight_devices_do(tiny_config, fmnist_data_dir, tmp_path):
   params = {}
-  for devices in (1, 8):
-    workdir = tmp_path / str(devices)
-    proc = subprocess.run(
-        _command(workdir, fmnist_data_dir, '--stages=stage1', '--config.stage1.optimizer=sgd',
-                 '--config.stage1.num_steps=2', '--config.checkpoint_every=2'),
-        env=_env(devices), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    params[devices], _ = checkpoint.load_variables(str(workdir), 'stage1')
+  # One step a call: the smallest program to compile (what one call holds is checked
+  # in tests/test_train.py).
+  proc = subprocess.run(
+      _command(tmp_path / '1', fmnist_data_dir, '--stages=stage1',
+               '--config.stage1.optimizer=sgd', '--config.stage1.num_steps=2',
+               '--config.checkpoint_every=2', '--config.steps_per_call=1'),
+      env=_env(1), capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  params[1], _ = checkpoint.load_variables(str(tmp_path / '1'), 'stage1')
+  assert jax.device_count() == 8
+  tiny_config.stage1.optimizer = 'sgd'
+  tiny_config.stage1.num_steps = tiny_config.checkpoint_every = 2
+  tiny_config.steps_per_call = 1
+  train.train_stage(tiny_config, str(tmp_path / '8'), 'stage1', log=lambda m: None)
+  params[8], _ = checkpoint.load_variables(str(tmp_path / '8'), 'stage1')
   # Same init, data, dropout and updates; BatchNorm statistics are over the global
   # batch in both. Only the order of float32 reductions differs (per-device partial
   # sums, then an all-reduce), which leaves differences of ~1e-6. The check uses SGD
@@ -59,7 +69,7 @@ def test_one_device_ends_where_eight_devices_do(fmnist_data_dir, tmp_path):
 
 def test_sigkill_then_rerun_ends_bitwise_where_an_uninterrupted_run_does(
     reference_run, fmnist_data_dir, tmp_path):
-  _, _, reference_fingerprint = reference_run
+  config, _, reference_fingerprint = reference_run
   workdir = tmp_path / 'killed'
   proc = subprocess.Popen(_command(workdir, fmnist_data_dir), env=_env(8),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -69,11 +79,11 @@ def test_sigkill_then_rerun_ends_bitwise_where_an_uninterrupted_run_does(
     time.sleep(0.05)
   proc.send_signal(signal.SIGKILL)
   assert proc.wait() == -signal.SIGKILL  # Killed mid-run, not finished.
-  rerun = subprocess.run(_command(workdir, fmnist_data_dir), env=_env(8),
-                         capture_output=True, text=True, timeout=600)
-  assert rerun.returncode == 0, rerun.stderr[-3000:]
-  assert 'resuming from step' in rerun.stdout
-  assert _fingerprint_line(rerun.stdout) == reference_fingerprint
+  # The rerun, in this process (eight devices, as the killed run had).
+  messages = []
+  assert train.train(config, str(workdir), log=messages.append) == reference_fingerprint
+  assert any('resuming from step' in m for m in messages), messages
+  assert messages[-1] == f'params fingerprint: {reference_fingerprint}'
   saved = [json.loads(l) for l in open(workdir / 'fingerprints.jsonl')]
   assert saved[-1] == dict(stage='stage3', step=6, params_sha256=reference_fingerprint)
 
@@ -88,7 +98,7 @@ def test_two_processes_train_and_checkpoint_once(fmnist_data_dir, tmp_path):
   workdir = tmp_path / 'two'
   port = _free_port()
   procs = [subprocess.Popen(
-      _command(workdir, fmnist_data_dir, '--stages=stage1',
+      _command(workdir, fmnist_data_dir, '--stages=stage1', '--config.steps_per_call=1',
                f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
                f'--process_id={i}'),
       env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -4,7 +4,6 @@ of the embedded default's eval.json on a tiny run."""
 
 import json
 import os
-import shutil
 
 import ml_collections
 import numpy as np
@@ -112,10 +111,8 @@ def test_bad_label_sets_and_synsets_are_one_line_errors(data):
     evaluators.run_all(('open_vocab',), bad, config())
 
 
-def test_embedded_default_reports_open_vocabulary_keys(reference_run, tmp_path):
-  workdir = str(tmp_path / 'run')  # A copy: the shared run stays as trained.
-  shutil.copytree(reference_run[1], workdir)
-  result = evaluate.evaluate(workdir)
+def test_embedded_default_reports_open_vocabulary_keys(evaluated_run):
+  workdir, result = evaluated_run.workdir, evaluated_run.result
   metrics = json.loads(open(os.path.join(workdir, 'eval.json')).read())['metrics']
   for k in (1, 5, 10):
     for key in (f'open_vocab_hit@{k}', f'open_vocab_hp@{k}', f'conse_open_vocab_hit@{k}'):

@@ -59,13 +59,9 @@ def _base_dcfg():
 
 
 @pytest.fixture(scope='session')
-def data_dir(tmp_path_factory):
-  """A TFDS data_dir with fashion_mnist_local prepared (about 15 s)."""
-  path = tmp_path_factory.mktemp('tfds')
-  dcfg = _base_dcfg()
-  dcfg.data_dir = str(path)
-  input_pipeline.get_builder(dcfg)
-  return str(path)
+def data_dir(fmnist_data_dir):
+  """The session's TFDS data_dir with fashion_mnist_local prepared (tests/conftest.py)."""
+  return fmnist_data_dir
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ input images; evaluation adds eval/<metric> scalars equal to eval.json and the p
 
 import io
 import math
-import shutil
 
 import numpy as np
 import PIL.Image
@@ -19,7 +18,6 @@ event_accumulator = pytest.importorskip(
 from tensorboard.util import tensor_util  # pylint: disable=wrong-import-position
 
 from devise_jax import checkpoint  # pylint: disable=wrong-import-position
-from devise_jax import evaluate  # pylint: disable=wrong-import-position
 from devise_jax import plots  # pylint: disable=wrong-import-position
 
 TRAIN_TAGS = {'loss', 'accuracy', 'learning_rate', 'l2_grads', 'l2_params',
@@ -82,11 +80,8 @@ def test_stage1_shows_its_labelled_inputs(reference_run):
   assert 'inputs' not in read_events(workdir, 'stage2')
 
 
-def test_evaluation_writes_metrics_and_plots(reference_run, tmp_path):
-  _, reference, _ = reference_run
-  workdir = str(tmp_path / 'run')
-  shutil.copytree(reference, workdir)
-  result = evaluate.evaluate(workdir)
+def test_evaluation_writes_metrics_and_plots(evaluated_run):
+  workdir, result = evaluated_run.workdir, evaluated_run.result
   events = read_events(workdir, 'eval')
   step = result['stage2_step']
   for key, value in result['metrics'].items():

@@ -83,17 +83,62 @@ def test_batchnorm_option_adds_running_stats_and_uses_them_in_eval():
   x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
   variables = jax.jit(model.init)(jax.random.key(0), x)
   assert 'batch_stats' in variables
-  train_apply = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'],
-                                                 rngs={'dropout': jax.random.key(2)}))
-  out, updates = train_apply(variables, x)
+  # Known running statistics and affine params for the stem's BatchNorm, unlike the
+  # batch's own statistics (the stem convolution's outputs are not N(2, 1.5)).
+  rng = np.random.default_rng(0)
+  width = variables['batch_stats']['encoder']['BatchNorm_0']['mean'].shape
+  mean, var = rng.normal(2.0, 1.0, width), rng.uniform(0.5, 2.5, width)
+  scale, bias = rng.uniform(0.5, 1.5, width), rng.normal(0.0, 1.0, width)
+  variables = jax.tree_util.tree_map(np.asarray, variables)
+  variables['batch_stats']['encoder']['BatchNorm_0'] = dict(
+      mean=mean.astype(np.float32), var=var.astype(np.float32))
+  variables['params']['encoder']['BatchNorm_0'] = dict(
+      scale=scale.astype(np.float32), bias=bias.astype(np.float32))
+
+  def stem(intermediates):
+    """(the stem convolution's output, its BatchNorm's output), float64."""
+    encoder = intermediates['encoder']
+    return (np.asarray(encoder['stem']['__call__'][0], np.float64),
+            np.asarray(encoder['BatchNorm_0']['__call__'][0], np.float64))
+
+  eps = 1e-5  # flax's default.
+  # Eval mode: normalised with the running statistics, not the batch's.
+  eval_apply = jax.jit(lambda v, x: model.apply(v, x, capture_intermediates=True,
+                                                mutable=['intermediates']))
+  out, state = eval_apply(variables, x)
+  conv, normed = stem(state['intermediates'])
+  np.testing.assert_allclose(normed, (conv - mean) / np.sqrt(var + eps) * scale + bias,
+                             rtol=1e-4, atol=1e-4)
+  batch_mean, batch_var = conv.mean(axis=(0, 1, 2)), conv.var(axis=(0, 1, 2))
+  by_batch = (conv - batch_mean) / np.sqrt(batch_var + eps) * scale + bias
+  assert np.abs(normed - by_batch).max() > 0.1
+  # ... and deterministic (no dropout).
+  np.testing.assert_array_equal(out['logits'], eval_apply(variables, x)[0]['logits'])
+  # The eval-mode logits move when only the running statistics do.
+  moved = jax.tree_util.tree_map(lambda a: a, variables)
+  moved['batch_stats']['encoder']['BatchNorm_0'] = dict(
+      mean=(mean + 1.0).astype(np.float32), var=var.astype(np.float32))
+  assert not np.allclose(eval_apply(moved, x)[0]['logits'], out['logits'])
+
+  # Train mode: normalised with the batch's statistics; the running ones move towards
+  # them with momentum 0.9, in every BatchNorm layer.
+  train_apply = jax.jit(lambda v, x: model.apply(
+      v, x, train=True, capture_intermediates=True,
+      mutable=['batch_stats', 'intermediates'], rngs={'dropout': jax.random.key(2)}))
+  _, updates = train_apply(variables, x)
+  conv, normed = stem(updates['intermediates'])
+  batch_mean, batch_var = conv.mean(axis=(0, 1, 2)), conv.var(axis=(0, 1, 2))
+  np.testing.assert_allclose(
+      normed, (conv - batch_mean) / np.sqrt(batch_var + eps) * scale + bias,
+      rtol=1e-3, atol=1e-3)
+  new = updates['batch_stats']['encoder']['BatchNorm_0']
+  np.testing.assert_allclose(new['mean'], 0.9 * mean + 0.1 * batch_mean, rtol=1e-5,
+                             atol=1e-5)
+  np.testing.assert_allclose(new['var'], 0.9 * var + 0.1 * batch_var, rtol=1e-4,
+                             atol=1e-4)
   changed = jax.tree_util.tree_map(lambda a, b: not np.allclose(a, b),
                                    variables['batch_stats'], updates['batch_stats'])
   assert all(jax.tree_util.tree_leaves(changed))
-  # Eval mode is deterministic: no dropout, running statistics.
-  eval_apply = jax.jit(model.apply)
-  a = eval_apply(variables, x)['logits']
-  b = eval_apply(variables, x)['logits']
-  np.testing.assert_array_equal(a, b)
 
 
 def test_frozen_encoder_gets_no_gradient():

@@ -3,6 +3,7 @@ the whole model, and a library whose modules import each other one way only."""
 
 import ast
 import pathlib
+import shutil
 
 import chex
 import jax
@@ -10,7 +11,6 @@ import numpy as np
 import pytest
 
 from devise_jax import checkpoint
-from devise_jax import evaluate
 from devise_jax import input_pipeline
 from devise_jax import run as run_lib
 from devise_jax import train
@@ -20,8 +20,10 @@ from devise_jax.models import devise
 PACKAGE = pathlib.Path(run_lib.__file__).parent
 
 
-def test_outputs_match_the_whole_model(reference_run):
-  config, workdir, _ = reference_run
+def test_outputs_match_the_whole_model(reference_run, tmp_path):
+  config, reference, _ = reference_run
+  workdir = str(tmp_path / 'run')  # A copy: the features it reads are cached there.
+  shutil.copytree(reference, workdir)
   run = run_lib.Run.load(workdir)
   out = run.outputs('test[:64]')
   model1, model2 = (devise.create_model(config.model, len(run.seen), run.label_space.dim,
@@ -61,27 +63,21 @@ def test_each_embedder_compiles_once_per_shape(reference_run):
   assert run.traces['encode'] == 2
 
 
-def test_one_evaluation_restores_each_stage_once(reference_run, tmp_path, monkeypatch):
-  _, workdir, _ = reference_run
-  loads = []
-  real = checkpoint.load_variables
-
-  def counting(workdir, stage):
-    loads.append(stage)
-    return real(workdir, stage)
-
-  monkeypatch.setattr(checkpoint, 'load_variables', counting)
-  result = evaluate.evaluate(workdir)
-  assert sorted(loads) == ['stage1', 'stage2', 'stage3']
+def test_one_evaluation_restores_each_stage_once(evaluated_run):
+  # The shared evaluation counted its calls to checkpoint.load_variables.
+  assert sorted(evaluated_run.restores) == ['stage1', 'stage2', 'stage3']
+  result = evaluated_run.result
   assert 'features_seen_recall@1' in result['metrics']
   assert set(result['words_to_images_precision@10']) == set(result['seen_classes']) | set(
       result['unseen_classes'])
 
 
-def test_slices_whose_names_read_alike_are_cached_apart(reference_run):
+def test_slices_whose_names_read_alike_are_cached_apart(reference_run, tmp_path):
   # 'test[:1%]' and 'test[:1]' once both became the cache file test_1_.npz, so the
   # second read returned the first's rows (as train[90%:] returned train[:90%]'s).
-  _, workdir, _ = reference_run
+  _, reference, _ = reference_run
+  workdir = str(tmp_path / 'run')  # A copy: the features are cached there.
+  shutil.copytree(reference, workdir)
   run = run_lib.Run.load(workdir)
   percent = run.split_features('test[:1%]', 'stage1')
   one = run.split_features('test[:1]', 'stage1')

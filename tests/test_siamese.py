@@ -37,10 +37,19 @@ def test_pk_batches_resume_exactly():
                                          classes_per_batch=4, seed=3, start_step=start)
   full = list(itertools.islice(run(0), 6))
   resumed = list(itertools.islice(run(4), 2))
+  assert len(resumed) == 2
   for a, b in zip(full[4:], resumed):
+    assert a.keys() == b.keys() == {'features', 'label'}
     np.testing.assert_array_equal(a['features'], b['features'])
-  assert not np.array_equal(full[0]['label'], full[1]['label']) or not np.array_equal(
-      full[0]['features'], full[1]['features'])
+    np.testing.assert_array_equal(a['label'], b['label'])
+    # Each label is the label of its feature row in the data.
+    rows = [np.flatnonzero((features == f).all(1))[0] for f in b['features']]
+    np.testing.assert_array_equal(b['label'], labels[rows])
+  # Consecutive steps draw different batches: resuming at step 4 is not the same as
+  # restarting at step 0.
+  for a, b in zip(full, full[1:]):
+    assert not np.array_equal(a['features'], b['features'])
+  assert not np.array_equal(resumed[0]['features'], full[0]['features'])
 
 
 def test_too_small_batches_are_a_clear_error():

@@ -15,6 +15,7 @@ import pytest
 
 from devise_jax import checkpoint
 from devise_jax import evaluate
+from devise_jax import input_pipeline
 from devise_jax import run as run_lib
 from devise_jax import train
 
@@ -38,7 +39,8 @@ def _assert_same_params(workdir_a, workdir_b, stage):
     np.testing.assert_array_equal(x, y)  # Bitwise: CPU XLA is deterministic.
 
 
-def test_interrupted_run_resumes_to_the_same_params_and_evaluates(reference_run, tmp_path):
+def test_interrupted_run_resumes_to_the_same_params_and_evaluates(reference_run,
+                                                                  evaluated_run, tmp_path):
   config, reference, reference_fingerprint = reference_run
   workdir = str(tmp_path / 'run')
   # Dies after step 3 (the first call of three steps), once step 3 is saved.
@@ -58,6 +60,8 @@ def test_interrupted_run_resumes_to_the_same_params_and_evaluates(reference_run,
   result = evaluate.evaluate(workdir)
   metrics = json.loads((tmp_path / 'run' / 'eval.json').read_text())['metrics']
   assert metrics == result['metrics']
+  # The same numbers as the evaluation of the uninterrupted run.
+  assert metrics == evaluated_run.result['metrics']
   for key in ('zsl_top1', 'per_class_zsl_top1', 'gzsl_seen', 'gzsl_unseen', 'gzsl_h',
               'conse_zsl_top1', 'chance_zsl_top1', 'seen_hit@1', 'seen_hit@5'):
     assert 0.0 <= metrics[key] <= 1.0, key
@@ -148,8 +152,18 @@ def test_cli_errors_are_one_line(tmp_path):
   assert last.startswith('devise-jax: error:') and 'holds no devise-jax run' in last
 
 
-def test_nan_loss_stops_training_naming_the_step_and_saves_nothing(tiny_config, tmp_path):
-  tiny_config.stage1.learning_rate = 1e30  # Diverges at once.
+def test_nan_loss_stops_training_naming_the_step_and_saves_nothing(tiny_config, tmp_path,
+                                                                   monkeypatch):
+  # Images that are not numbers: the loss is NaN from the first step. (Through the data
+  # rather than a huge learning rate, which is a constant of the compiled step: this way
+  # the step is the tiny run's own, compiled once for the session.)
+  real = input_pipeline.train_iterator
+
+  def poisoned(*args, **kwargs):
+    for batch in real(*args, **kwargs):
+      yield dict(batch, image=np.full_like(batch['image'], np.nan))
+
+  monkeypatch.setattr(input_pipeline, 'train_iterator', poisoned)
   with pytest.raises(train.TrainingError, match='non-finite metrics at step 3'):
     train.train_stage(tiny_config, str(tmp_path / 'run'), 'stage1')
   assert checkpoint.manager(str(tmp_path / 'run'), 'stage1').all_steps() == []

@@ -83,8 +83,9 @@ def test_tiny_formats_explicit(tmp_path, fmt):
 def test_glove_text_is_not_read_as_header(tmp_path):
   # Read as word2vec text, the first row would be taken for a header.
   path = write_text(tmp_path / 'v.txt', header=False)
-  with pytest.raises(ValueError):
+  with pytest.raises(ValueError) as e:
     wordvec.load_keyedvectors(path, 'word2vec_text', str(tmp_path / 'c'))
+  assert_one_line_error(e, f'could not read word vectors from {path} as word2vec_text')
 
 
 def test_text_cache_is_used_and_keyed_by_file(tmp_path, monkeypatch):
@@ -288,9 +289,10 @@ def test_label_space_save_load(tmp_path):
 
 
 def test_label_space_rejects_bad_vectors():
-  with pytest.raises(ValueError):
+  with pytest.raises(ValueError, match='^label space vectors must have unit norm$'):
     wordvec.LabelSpace(('a',), np.array([[1.0, 1.0]]))
-  with pytest.raises(ValueError):
+  with pytest.raises(ValueError, match=r'^label space has 2 names but vectors of shape '
+                                       r'\(1, 2\)$'):
     wordvec.LabelSpace(('a', 'b'), np.array([[1.0, 0.0]]))
 
 
