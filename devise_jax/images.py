@@ -19,7 +19,10 @@ user. One set of limits and conversions, so every entry point treats a file the 
   0); 48-bit RGB PNGs keep their high bytes (Pillow's reading);
 - transparency (RGBA, LA, P with a transparent colour) is composited on white;
 - anything larger than `MAX_SIDE` is shrunk to fit (aspect kept, at least 1 pixel a
-  side), so that 100000x1 and 1x1 images both reach the model's resize cheaply.
+  side), so that 100000x1 and 1x1 images both reach the model's resize cheaply;
+- a caller that needs fewer pixels passes `shrink`: a JPEG is then decoded at a
+  reduced DCT scale (`dct_scale`), far cheaper than a full decode. `size` reads an
+  image's size from its header, with the same checks, before anything is decoded.
 """
 
 import contextlib
