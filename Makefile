@@ -38,8 +38,11 @@ demo: install
 	@echo "serving the demo at http://127.0.0.1:$(DEMO_PORT)"
 	$(BIN)/devise-jax demo --workdir $(WORKDIR) --port $(DEMO_PORT)
 
+# Two pytest workers (pytest-xdist): the suite spends most of its time compiling, one
+# core at a time; each worker builds the shared fixtures once (about 8 min, not 14).
+TEST_WORKERS ?= 2
 test: install /usr/bin/chromedriver
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 # Headless Chromium for the browser test of the demo.
 /usr/bin/chromedriver:
