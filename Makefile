@@ -39,7 +39,8 @@ demo: install
 	$(BIN)/devise-jax demo --workdir $(WORKDIR) --port $(DEMO_PORT)
 
 # Two pytest workers (pytest-xdist): the suite spends most of its time compiling, one
-# core at a time; each worker builds the shared fixtures once (about 8 min, not 14).
+# core at a time; each worker builds the shared fixtures once. A fresh clone here:
+# 462 tests in 10.4 min (one worker: 13.6 min).
 TEST_WORKERS ?= 2
 test: install /usr/bin/chromedriver
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
