@@ -243,9 +243,9 @@ def _import_tensorflow_quietly():
 def _enable_compilation_cache():
   """XLA's persistent cache: a rerun (resume, eval) skips recompiling the model."""
   import jax
+  from devise_jax import files
   if not jax.config.jax_compilation_cache_dir:
-    cache = os.environ.get('DEVISE_JAX_CACHE') or os.path.expanduser('~/.cache/devise_jax')
-    jax.config.update('jax_compilation_cache_dir', os.path.join(cache, 'xla'))
+    jax.config.update('jax_compilation_cache_dir', os.path.join(files.cache_root(), 'xla'))
 
 
 def _initialize_distributed():

@@ -28,6 +28,11 @@ def write_atomic(path, write):
       os.remove(tmp)
 
 
+def cache_root():
+  """The user's cache directory: $DEVISE_JAX_CACHE or ~/.cache/devise_jax."""
+  return os.path.expanduser(os.environ.get('DEVISE_JAX_CACHE') or '~/.cache/devise_jax')
+
+
 def write_bytes(path, data):
   write_atomic(path, lambda f: f.write(data))
 

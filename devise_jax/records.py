@@ -25,6 +25,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.proto import tf_example_pb2
 
+from devise_jax import files
+
 _SKIP_IMAGE = {'image': tfds.decode.SkipDecoding()}  # Records keep encoded images.
 _CHUNK = 4096  # Records a label-index worker reads at once.
 INDEX_VERSION = 1  # Part of the key: a change to the index's format rebuilds it.
@@ -117,18 +119,10 @@ def _read_all(source) -> np.ndarray:
 
 
 def _cache_dir() -> str:
-  return os.path.join(os.environ.get('DEVISE_JAX_CACHE') or os.path.join(
-      os.path.expanduser('~'), '.cache', 'devise_jax'), 'label_index')
+  return os.path.join(files.cache_root(), 'label_index')
 
 
 def _save(path: str, array: np.ndarray) -> None:
-  """Writes `array` to `path` whole or not at all (a temporary file, then a rename)."""
+  """Writes `array` to `path` whole or not at all."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  temporary = f'{path}.{os.getpid()}.tmp'
-  try:
-    with open(temporary, 'wb') as f:
-      np.save(f, array, allow_pickle=False)
-    os.replace(temporary, path)
-  finally:
-    if os.path.exists(temporary):
-      os.remove(temporary)
+  files.write_atomic(path, lambda f: np.save(f, array, allow_pickle=False))

