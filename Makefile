@@ -43,7 +43,7 @@ demo: install
 # 462 tests in 10.4 min (one worker: 13.6 min).
 TEST_WORKERS ?= 2
 test: install /usr/bin/chromedriver
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 # Headless Chromium for the browser test of the demo.
 /usr/bin/chromedriver:

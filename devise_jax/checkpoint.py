@@ -20,7 +20,6 @@ import time
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
 from devise_jax import stages as stages_lib
 from devise_jax import wordvec
@@ -151,8 +150,16 @@ def load_classes(workdir):
           np.asarray(classes['unseen_ids']), label_space)
 
 
+def _ocp():
+  """Orbax, imported by the commands that read or write checkpoints only (its import
+  costs a search about half a second)."""
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  return ocp
+
+
 def manager(workdir, stage, keep=2):
   """The Orbax CheckpointManager of one stage (leftover temporary dirs are removed)."""
+  ocp = _ocp()
   return ocp.CheckpointManager(
       os.path.abspath(os.path.join(workdir, 'checkpoints', stage)),
       options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
@@ -167,7 +174,7 @@ def restore_latest(mngr, target, log=print):
   """
   for step in sorted(mngr.all_steps(), reverse=True):
     try:
-      return mngr.restore(step, args=ocp.args.StandardRestore(target))
+      return mngr.restore(step, args=_ocp().args.StandardRestore(target))
     except Exception as e:  # Orbax raises many types for damaged files.
       reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
       dest = _quarantine(mngr.directory, step)
@@ -187,20 +194,31 @@ def _quarantine(directory, step):
   return dest
 
 
-def load_variables(workdir, stage):
-  """Params and batch stats of a stage's latest checkpoint, as host numpy trees.
-
-  Restores onto this process's first device, whatever device count saved it.
-  """
+def latest_step(workdir, stage):
+  """The newest complete checkpoint step of `stage`, read from the directory names
+  (Orbax writes a step under a temporary name and renames it when complete)."""
   directory = os.path.join(workdir, 'checkpoints', stage)
   if not os.path.isdir(directory):
     raise CheckpointError(f'no {stage} checkpoint in {workdir}: train it first')
+  steps = [int(n) for n in os.listdir(directory)
+           if n.isdigit() and os.path.isdir(os.path.join(directory, n))]
+  if not steps:
+    raise CheckpointError(f'no complete {stage} checkpoint in {directory}')
+  return max(steps)
+
+
+def load_variables(workdir, stage, step=None):
+  """Params and batch stats of a stage's checkpoint `step` (default: the latest), as
+  host numpy trees, and the step.
+
+  Restores onto this process's first device, whatever device count saved it.
+  """
+  step = latest_step(workdir, stage) if step is None else step
+  directory = os.path.join(workdir, 'checkpoints', stage)
+  ocp = _ocp()
   mngr = ocp.CheckpointManager(
       os.path.abspath(directory), item_handlers=ocp.StandardCheckpointHandler(),
       options=ocp.CheckpointManagerOptions(create=False))
-  step = mngr.latest_step()
-  if step is None:
-    raise CheckpointError(f'no complete {stage} checkpoint in {directory}')
   try:
     metadata = mngr.item_metadata(step)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])

@@ -15,7 +15,9 @@ cached in the workdir, keyed by the stage-2 step).
 """
 
 import collections
+import collections.abc
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -61,6 +63,8 @@ class Run:
   """A workdir's trained stages. Build it with `Run.load`."""
 
   def __init__(self, workdir, config, classes, variables, steps):
+    """`variables`: stage -> variables, a dict or a mapping that restores a stage on
+    first use (`Run.load`); `steps`: stage -> its checkpoint step."""
     self.workdir, self.config = workdir, config
     self.names, self.seen, self.unseen, self.label_space = classes
     self.variables, self.steps = variables, steps
@@ -75,33 +79,33 @@ class Run:
     dtype = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}[model.dtype]
     self._encoder = squeezenet.SqueezeNet(model.name, model.use_bn, dtype)
     self._head = siamese_model.SiameseHead(tuple(config.stage3.widths))
-    self._encoder_vars = {s: _encoder_variables(variables[s])
-                          for s in stages_lib.REQUIRED_STAGES if s in variables}
-    # A frozen encoder in stage 2 is stage 1's: its features serve both stages.
-    source = stages_lib.STAGE_TABLE[_DEVISE].init_from
-    self._shared_encoder = {_DEVISE, source} <= set(self._encoder_vars) and _same_tree(
-        self._encoder_vars[source], self._encoder_vars[_DEVISE])
-    # Stage -> the stage whose cached features are its own.
-    self._features_of = {_DEVISE: source} if self._shared_encoder else {}
     self._jit_encode = jax.jit(self._traced('encode', lambda v, x: self._encoder.apply(
         v, x, train=False)))
     self._jit_devise = jax.jit(self._traced('devise', _project_unit))
     self._jit_logits = jax.jit(self._traced('logits', _dense))
     self._jit_siamese = jax.jit(self._traced('siamese', self._head.apply))
 
+  def _encoder_vars(self, stage):
+    return _encoder_variables(self.variables[stage])
+
+  @functools.cached_property
+  def _features_of(self):
+    """Stage -> the stage whose cached features are its own (stage 1's for stage 2 when
+    stage 2 kept stage 1's encoder)."""
+    return {_DEVISE: stages_lib.STAGE_TABLE[_DEVISE].init_from} if self.shared_encoder else {}
+
   @classmethod
   def load(cls, workdir, stages=None):
-    """Restores `stages` (default: stages 1 and 2, and 3 when trained) once."""
+    """The run of `workdir` with `stages` (default: stages 1 and 2, and 3 when trained)
+    at their latest checkpoints; each stage's variables are restored once, on first use."""
     config = checkpoint.load_config(workdir)
     classes = checkpoint.load_classes(workdir)
     if stages is None:
       present = checkpoint.trained_stages(workdir)
       stages = stages_lib.REQUIRED_STAGES + tuple(
           s for s in stages_lib.OPTIONAL_STAGES if s in present)
-    variables, steps = {}, {}
-    for stage in stages:
-      variables[stage], steps[stage] = checkpoint.load_variables(workdir, stage)
-    return cls(workdir, config, classes, variables, steps)
+    steps = {stage: checkpoint.latest_step(workdir, stage) for stage in stages}
+    return cls(workdir, config, classes, _Restored(workdir, steps), steps)
 
   def _traced(self, name, fn):
     def counted(*args):
@@ -116,7 +120,7 @@ class Run:
 
   def encode(self, images, stage=_DEVISE):
     """Encoder features [N, 512] of preprocessed float32 images [N, S, S, 3]."""
-    return np.asarray(self._jit_encode(self._encoder_vars[stage], images))
+    return np.asarray(self._jit_encode(self._encoder_vars(stage), images))
 
   def devise(self, features):
     """Unit DeViSE vectors [N, D] of encoder features [N, 512]."""
@@ -136,10 +140,13 @@ class Run:
     return np.asarray(self._jit_siamese(self.variables[_SIAMESE],
                                         np.asarray(features, np.float32)))
 
-  @property
+  @functools.cached_property
   def shared_encoder(self):
     """Whether stage 2 kept stage 1's encoder (frozen): then their features are equal."""
-    return self._shared_encoder
+    source = stages_lib.STAGE_TABLE[_DEVISE].init_from
+    if not {_DEVISE, source} <= set(self.variables):
+      return False
+    return _same_tree(self._encoder_vars(source), self._encoder_vars(_DEVISE))
 
   def encode_images(self, images, batch_size=256, stage=_DEVISE):
     """`stage`'s encoder features [N, 512] of a list of uint8 [H, W, C] arrays.
@@ -169,7 +176,7 @@ class Run:
     if cached is not None:
       return cached
     from devise_jax import input_pipeline  # pylint: disable=import-outside-toplevel
-    apply_vars = self._encoder_vars[stage]
+    apply_vars = self._encoder_vars(stage)
     labels, features = [], []
     dcfg, batch_size = self.config.data, self.config.eval.batch_size
     total = input_pipeline.num_examples(dcfg, split)
@@ -195,6 +202,31 @@ class Run:
 
   def fingerprint(self, stage):
     return artefacts.fingerprint(self.variables[stage]['params'])
+
+
+class _Restored(collections.abc.Mapping):
+  """Stage -> variables of the checkpoint at `steps[stage]`, each restored on first use
+  (a search of words restores none)."""
+
+  def __init__(self, workdir, steps):
+    self._workdir, self._steps, self._restored = workdir, dict(steps), {}
+
+  def __getitem__(self, stage):
+    if stage not in self._restored:
+      if stage not in self._steps:
+        raise KeyError(stage)
+      self._restored[stage] = checkpoint.load_variables(
+          self._workdir, stage, self._steps[stage])[0]
+    return self._restored[stage]
+
+  def __contains__(self, stage):  # Mapping's would restore the stage to answer.
+    return stage in self._steps
+
+  def __iter__(self):
+    return iter(self._steps)
+
+  def __len__(self):
+    return len(self._steps)
 
 
 def _dense(params, x):

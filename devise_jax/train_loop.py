@@ -14,6 +14,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import orbax.checkpoint as ocp
 import tqdm
 
 from devise_jax import artefacts
@@ -152,5 +153,5 @@ class Loop:
   def _save(self, done, state, metrics):
     if not np.isfinite(float(metrics['l2_params'])):
       raise TrainingError(f'{self.stage}: non-finite params at step {done}; not saved')
-    self.mngr.save(done, args=checkpoint.ocp.args.StandardSave(state))
+    self.mngr.save(done, args=ocp.args.StandardSave(state))
     artefacts.record_fingerprint(self.workdir, self.stage, done, state.params)

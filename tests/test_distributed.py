@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import conftest
 import jax
 import numpy as np
 
@@ -30,7 +31,8 @@ def _command(workdir, data_dir, *extra):
 
 
 def _env(devices):
-  return dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+  return dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices} '
+                                  f'{conftest.TEST_XLA_FLAGS}',
               TF_CPP_MIN_LOG_LEVEL='3')
 
 

@@ -209,11 +209,12 @@ def test_a_workdir_without_gallery_is_a_404(backend, monkeypatch):
 
 def test_search_is_quiet_and_leaves_tensorflow_out(workdir, tmp_path):
   """`devise-jax search` prints its JSON and nothing on stderr, without importing
-  TensorFlow or TFDS (even with TensorFlow's log level left unset)."""
+  TensorFlow or TFDS (even with TensorFlow's log level left unset); a search of words
+  reads no checkpoint (Orbax stays out) and the cached word vectors without gensim."""
   script = ('import json, sys\nfrom devise_jax import cli\ntry:\n  cli.run()\n'
             'except SystemExit as e:\n  code = e.code\n'
             'heavy = sorted(m for m in sys.modules if m.split(".")[0] in '
-            '("tensorflow", "tensorflow_datasets"))\n'
+            '("tensorflow", "tensorflow_datasets", "gensim", "orbax"))\n'
             f'open({str(tmp_path / "modules.json")!r}, "w").write(json.dumps(heavy))\n')
   env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
   proc = subprocess.run([sys.executable, '-c', script, 'search', '--workdir', workdir,
