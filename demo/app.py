@@ -70,6 +70,8 @@ query layer (`devise_jax.queries`: the checks, shared with the CLI and the REST 
 
 import logging
 import os
+import signal
+import sys
 
 import gradio as gr
 
@@ -164,6 +166,8 @@ def serve(demo, *, prevent_thread_lock=False, quiet=False, **options):
     raise RuntimeError('the demo server did not take its settings (gradio.http_server '
                        'no longer builds uvicorn.Config): not serving')
   if not prevent_thread_lock:
+    # SIGTERM ends the process without exit handlers: the private folder would stay.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     demo.block_thread()
   return result
 

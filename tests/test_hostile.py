@@ -214,7 +214,9 @@ def test_one_gate_for_the_page_and_the_rest_api(narrow, blocked):
     threads[-1].start()
     jobs.append(page.submit('sandal', 1.0, '', 1.0, 7, api_name='/search_words'))
     wait_for(lambda: gate.queued == 2)  # ... one of each waits ...
-    assert 'the server is busy' in error_of(http.get(words), 503)  # ... the rest is
+    busy = http.get(words)
+    assert 'the server is busy' in error_of(busy, 503)  # ... the rest is
+    assert busy.headers['retry-after'] == '5'
     with pytest.raises(gradio_client.exceptions.AppError, match='the server is busy'):
       page.predict('boot', 1.0, '', 1.0, 7, api_name='/search_words')  # refused.
     blocked.set()

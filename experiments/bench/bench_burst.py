@@ -30,6 +30,8 @@ import io
 import json
 import os
 import platform
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -226,8 +228,9 @@ def main():
     load.append(os.getloadavg()[0])
     memory.stop()
   finally:
-    server.terminate()
+    server.send_signal(signal.SIGINT)  # Exits cleanly: its upload folder goes too.
     server.wait(timeout=30)
+    shutil.rmtree(folder, ignore_errors=True)  # The tiny run, when trained here.
 
   seconds = np.array([t for t, _ in latencies])
   result = dict(
@@ -242,7 +245,9 @@ def main():
                   p50_s=round(float(np.percentile(seconds, 50)), 3),
                   p95_s=round(float(np.percentile(seconds, 95)), 3),
                   max_s=round(float(seconds.max()), 3)),
-      load_average_1min=[round(x, 2) for x in load], workdir=workdir, machine=machine(),
+      load_average_1min=[round(x, 2) for x in load],
+      workdir=args.workdir or 'the tiny config, trained in a temporary folder',
+      machine=machine(),
       date=time.strftime('%Y-%m-%d'))
   print(json.dumps(result, indent=2))
 
