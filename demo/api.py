@@ -27,16 +27,19 @@ The routes are translators: each builds a request of the query layer
 lengths, gallery ids, the algebra rules, the decoder's limits of 10 MB and 40
 megapixels) and answers the library's rows (`gallery.Searcher`). Every bad input answers a 4xx
 with `{"error": "<one line>"}` (400 bad input, 401 log-in, 404 unknown picture or no
-gallery, 413 too large). With `--auth USER:PASS` the API wants HTTP basic auth with the
-same user and password (`curl -u USER:PASS`). Two requests compute at a time, as in the
-page's queue.
+gallery, 413 too large, 429 too many failed log-ins, 503 busy; the server's middleware,
+`guard.py`, gives its own refusals and FastAPI's the same shape). With `--auth
+USER:PASS` the API wants HTTP basic auth with the same user and password (`curl -u
+USER:PASS`). Every route computes behind the page's gate (`gate.py`: two at a time, at
+most 64 waiting, taken before an upload is decoded). An image result's `url` is the
+picture's path (`/api/images/12.png`), or under `--public_url` when one is set: never
+built from the request's Host header.
 """
 
 import io
 import logging
 import os
 import secrets
-import threading
 
 import fastapi
 from fastapi import Depends, File, Query, UploadFile
@@ -49,11 +52,12 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 import fastapi_offline
 import PIL.Image
 import pydantic
+from starlette.exceptions import HTTPException
 
 from devise_jax import queries
 
+from . import gate as gate_lib
 from . import images
-from .layout import CONCURRENCY  # Requests computed at once, as in the page's queue.
 
 log = logging.getLogger(__name__)
 _SWAGGER = os.path.join(os.path.dirname(fastapi_offline.__file__), 'static')
@@ -69,6 +73,11 @@ class ApiError(Exception):
 
 def error_response(status, message, headers=None):
   return JSONResponse({'error': message}, status_code=status, headers=headers)
+
+
+# FastAPI's message for a body it cannot decode (bad JSON, bad UTF-8, nesting too deep).
+_UNPARSED = {'There was an error parsing the body':
+             'the request body could not be parsed (it must be valid JSON in UTF-8)'}
 
 
 def _validation_message(error):
@@ -88,8 +97,8 @@ class _OneLineErrors(APIRoute):
         return await handler(request)
       except RequestValidationError as e:
         return error_response(400, _validation_message(e))
-      except fastapi.HTTPException as e:
-        return error_response(e.status_code, str(e.detail), e.headers)
+      except HTTPException as e:  # FastAPI's, and Starlette's (a bad multipart body).
+        return error_response(e.status_code, _UNPARSED.get(e.detail, e.detail), e.headers)
 
     return route
 
@@ -142,7 +151,7 @@ class Error(pydantic.BaseModel):
   error: str
 
 
-ERRORS = {code: {'model': Error} for code in (400, 401, 404, 413)}
+ERRORS = {code: {'model': Error} for code in (400, 401, 404, 413, 429, 503)}
 
 
 def _auth_dependency(auth):
@@ -163,15 +172,18 @@ def _auth_dependency(auth):
 class Api:
   """The routes' work, over the demo's backend (its run, searcher and pictures)."""
 
-  def __init__(self, backend):
+  def __init__(self, backend, gate, public_url=''):
     self.backend, self.searcher = backend, backend.searcher
-    self._slots = threading.BoundedSemaphore(CONCURRENCY)
+    self.gate, self.public_url = gate, public_url
 
-  def answer(self, work):
-    """`work()`'s answer, or its failure as a one-line {"error"} response."""
+  async def answer(self, work, uploads=()):
+    """`work()`'s answer, computed behind the gate (heavy if one of the `uploads` is
+    large), or its failure as a one-line {"error"} response."""
     try:
-      with self._slots:
-        return work()
+      heavy = await gate_lib.is_heavy([u.file for u in uploads])
+      return await self.gate.run(work, heavy)
+    except gate_lib.Busy as e:
+      return error_response(503, str(e), {'Retry-After': '5'})
     except ApiError as e:
       return error_response(e.status, e.message)
     except Exception as e:  # pylint: disable=broad-except
@@ -188,10 +200,9 @@ class Api:
       raise ApiError(413, f'the image is larger than {images.MAX_BYTES // 2**20} MB')
     return queries.QueryImage(file=data)
 
-  def image_rows(self, request, answer):
+  def image_rows(self, answer):
     return {'images': [dict(id=r['id'], label=r['label'], score=r['score'],
-                            url=str(request.url_for('gallery_picture',
-                                                    gallery_id=r['id'])))
+                            url=f"{self.public_url}/api/images/{r['id']}.png")
                        for r in answer.rows]}
 
   def labels(self, upload, k, candidates):
@@ -201,19 +212,19 @@ class Api:
         k))
     return {'labels': answer.rows, 'skipped': answer.skipped}
 
-  def words(self, request, words, weights, k):
+  def words(self, words, weights, k):
     answer = queries.answer(self.searcher, queries.ImagesByWords(words, weights, k))
-    return self.image_rows(request, answer)
+    return self.image_rows(answer)
 
-  def similar(self, request, upload, k, space):
+  def similar(self, upload, k, space):
     answer = queries.answer(self.searcher, queries.Similar(self.upload(upload), space, k))
-    return self.image_rows(request, answer)
+    return self.image_rows(answer)
 
-  def algebra(self, request, query):
+  def algebra(self, query):
     answer = queries.answer(self.searcher, queries.Algebra(
         [queries.QueryImage(gallery_id=i) for i in query.ids], query.weights, query.signs,
         query.words, query.word_weights, query.space, query.k))
-    return self.image_rows(request, answer)
+    return self.image_rows(answer)
 
   def picture(self, gallery_id):
     if self.searcher.gallery is None or not 0 <= gallery_id < self.backend.gallery_size():
@@ -223,49 +234,50 @@ class Api:
     return Response(buffer.getvalue(), media_type='image/png')
 
 
-def routes(backend, auth=None):
-  """The API's routes over `backend`; `auth` None or (user, password)."""
-  api = Api(backend)
+def routes(backend, auth=None, *, gate=None, public_url=''):
+  """The API's routes over `backend`; `auth` None or (user, password); they compute
+  behind `gate` (the page's `gate.Gate`, or a new one); image URLs under `public_url`."""
+  api = Api(backend, gate or gate_lib.Gate(), public_url)
   router = fastapi.APIRouter(route_class=_OneLineErrors,
                              dependencies=[Depends(_auth_dependency(auth))])
   image_file = File(description='an image file (PNG, JPEG, GIF, BMP, WebP, TIFF; '
                     f'at most {images.MAX_BYTES // 2**20} MB)')
 
   @router.post('/api/labels', response_model=Labels, responses=ERRORS)
-  def labels(image: UploadFile = image_file, k: int = 5,
-             candidates: str = Query('classes', description="'classes', 'vocab' "
-                                     "(WordNet nouns), 'tokens' (every word-vector token) "
-                                     'or a comma-separated list of labels')):
+  async def labels(image: UploadFile = image_file, k: int = 5,
+                   candidates: str = Query('classes', description="'classes', 'vocab' "
+                                           "(WordNet nouns), 'tokens' (every word-vector "
+                                           'token) or a comma-separated list of labels')):
     """The top-k labels of an image (zero-shot)."""
-    return api.answer(lambda: api.labels(image, k, candidates))
+    return await api.answer(lambda: api.labels(image, k, candidates), [image])
 
   @router.get('/api/images', response_model=Images, responses=ERRORS)
-  def words_to_images(request: fastapi.Request,
-                      words: str = Query(description='comma-separated words or phrases '
-                                         '(several: averaged)', examples=['boot']),
-                      weights: str = Query('', description='a weight per word '
-                                           '(default 1 each)'),
-                      k: int = 4):
+  async def words_to_images(words: str = Query(description='comma-separated words or '
+                                               'phrases (several: averaged)',
+                                               examples=['boot']),
+                            weights: str = Query('', description='a weight per word '
+                                                 '(default 1 each)'),
+                            k: int = 4):
     """The gallery images nearest to the (weighted) average of the words."""
-    return api.answer(lambda: api.words(request, words, weights, k))
+    return await api.answer(lambda: api.words(words, weights, k))
 
   @router.post('/api/similar', response_model=Images, responses=ERRORS)
-  def similar(request: fastapi.Request, image: UploadFile = image_file, k: int = 4,
-              space: str = Query('siamese', description="'siamese' or 'devise'")):
+  async def similar(image: UploadFile = image_file, k: int = 4,
+                    space: str = Query('siamese', description="'siamese' or 'devise'")):
     """The gallery images nearest to an uploaded image."""
-    return api.answer(lambda: api.similar(request, image, k, space))
+    return await api.answer(lambda: api.similar(image, k, space), [image])
 
   @router.post('/api/algebra', response_model=Images, responses=ERRORS)
-  def algebra(request: fastapi.Request, query: AlgebraQuery):
+  async def algebra(query: AlgebraQuery):
     """Puppy algebra: the gallery images nearest to the weighted sum of gallery images
     (and, in the devise space, words); the input images are never returned."""
-    return api.answer(lambda: api.algebra(request, query))
+    return await api.answer(lambda: api.algebra(query))
 
   @router.get('/api/images/{gallery_id}.png', name='gallery_picture',
               response_class=Response, responses={200: {'content': {'image/png': {}}}})
-  def picture(gallery_id: int):
+  async def picture(gallery_id: int):
     """A gallery image, as the page shows it (PNG)."""
-    return api.answer(lambda: api.picture(gallery_id))
+    return await api.answer(lambda: api.picture(gallery_id))
 
   schema = {}
 

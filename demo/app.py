@@ -47,40 +47,48 @@ answers a plain REST API with OpenAPI docs at /docs (`api.py`).
         gallery_id_1=12, gallery_id_2=40, sign_2='-', image_3=handle_file('boot.png'),
         words='sandal', word_weights='0.5', space='devise', api_name='/algebra')
 
-Safety: binds 127.0.0.1 unless told otherwise; `share` is opt-in; optional basic auth;
-uploads over 10 MB (other request bodies over 16 MB) are refused; two requests run at
-a time and at most 64 wait; only Gradio's own upload and cache folders are served (the
-workdir, the word vectors and the data set are on the blocklist, and `/file=<URL>`
-proxying and `/monitoring` are switched off); uploads are decoded by `images.decode`
-(pixel limit, truncated files, odd modes); every bad input answers with a message
-(`devise_jax.queries`), never a traceback.
+Safety: binds 127.0.0.1 unless told otherwise; `share` is opt-in; optional basic auth,
+with a brake on password guessing (5 failures a minute per address, then 429:
+`logins.py`); request bodies are bounded before they are read, chunked ones too
+(uploads 10 MB, other bodies 16 MB: 413); one gate for the page and the REST API (two
+requests compute at a time, at most 64 wait, then 503; big images one at a time:
+`gate.py`); uploads and results live in this process's own folder and only results are
+served (the workdir, the word vectors and the data set are on the blocklist, and
+`/file=<URL>` proxying and `/monitoring` are switched off); proxy headers count only from
+`trusted_proxy`; the REST API's URLs are paths or start with `public_url`, never the
+Host header's; uploads
+are decoded by `images.decode` (pixel limit, truncated files, odd modes); every bad input
+answers with a message (`devise_jax.queries`), never a traceback. The middleware
+(`guard.py`) and the server's settings (`server.py`) say how.
 
 The sources live in demo/ at the repository root and install as `devise_jax.demo`
 (setup.cfg): `layout` builds the page, `handlers` answer the endpoints through the
 query layer (`devise_jax.queries`: the checks, shared with the CLI and the REST API),
-`images` shows the gallery's pictures, `about` describes the run; this module serves
-the app.
+`images` shows the gallery's pictures, `about` describes the run, `gate`, `guard`,
+`logins` and `server` guard the server; this module serves the app.
 """
 
-import json
 import logging
 import os
-import re
+import signal
+import sys
 
 import gradio as gr
 
 from devise_jax import checkpoint
 
 from . import api
+from . import guard
+from . import server
 from .handlers import Backend, make_handlers
 from .layout import build_app
 
-__all__ = ['Backend', 'build_app', 'launch', 'launch_kwargs', 'make_handlers', 'parse_auth']
+__all__ = ['Backend', 'build_app', 'check_options', 'launch', 'launch_kwargs',
+           'make_handlers', 'parse_auth', 'serve']
 
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD = '10mb'  # Gradio refuses larger uploads (HTTP 413) before any decoding.
-MAX_BODY = 16 * 1024 * 1024  # Other request bodies (JSON; a data-URL image fits).
 CSS = """
 .status-box {min-height: 2.5em;}
 .query-image img {width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated;}
@@ -105,38 +113,6 @@ def blocked_paths(backend):
   return sorted(set(paths))
 
 
-class _DenyRoutes:
-  """ASGI middleware: no `/file=<URL>` proxying, no monitoring, no `proxy=` routes, and
-  no request body over MAX_BODY outside the upload route (which has MAX_UPLOAD)."""
-
-  _DENIED = re.compile(r'(^|/)(monitoring)(/|$)|/file=(https?:|//)|/file/(https?:|//)'
-                       r'|/proxy=', re.IGNORECASE)
-
-  def __init__(self, app):
-    self.app = app
-
-  async def __call__(self, scope, receive, send):
-    if scope.get('type') == 'http':
-      path = scope.get('path', '')
-      if self._DENIED.search(path):
-        return await self._answer(send, 404, 'Not Found', path)
-      length = dict(scope.get('headers') or ()).get(b'content-length', b'0')
-      if (not path.rstrip('/').endswith('/upload') and length.isdigit()
-          and int(length) > MAX_BODY):
-        return await self._answer(send, 413, 'Request body too large', path)
-    return await self.app(scope, receive, send)
-
-  @staticmethod
-  async def _answer(send, status, message, path):
-    if path.startswith('/api/'):  # The REST API answers {"error": ...} throughout.
-      kind, body = b'application/json', json.dumps({'error': message}).encode()
-    else:
-      kind, body = b'text/plain; charset=utf-8', message.encode()
-    await send({'type': 'http.response.start', 'status': status,
-                'headers': [(b'content-type', kind)]})
-    await send({'type': 'http.response.body', 'body': body})
-
-
 def parse_auth(auth):
   """None, ('user', 'pass'), or 'user:pass' -> None or ('user', 'pass')."""
   if auth is None or auth == '':
@@ -152,22 +128,52 @@ def parse_auth(auth):
   return str(user), str(password)
 
 
-def launch_kwargs(demo, host='127.0.0.1', port=7860, share=False, auth=None):
+def check_options(public_url='', trusted_proxy=None):
+  """Raises ValueError naming a bad `public_url` or `trusted_proxy`."""
+  server.parse_public_url(public_url)
+  server.parse_proxies(trusted_proxy)
+
+
+def launch_kwargs(demo, host='127.0.0.1', port=7860, share=False, auth=None,
+                  public_url='', trusted_proxy=None):
   """The safe `Blocks.launch` arguments for a demo made by `build_app`."""
   from starlette.middleware import Middleware  # pylint: disable=import-outside-toplevel
+  auth, public_url = parse_auth(auth), server.parse_public_url(public_url)
+  middleware = Middleware(guard.Guard, demo=demo, auth=auth,
+                          trusted_proxies=server.parse_proxies(trusted_proxy))
   return dict(
-      server_name=host, server_port=port, share=bool(share), auth=parse_auth(auth),
+      server_name=host, server_port=port, share=bool(share), auth=auth,
       show_error=False, max_file_size=MAX_UPLOAD, allowed_paths=[],
       blocked_paths=blocked_paths(demo.devise_backend), enable_monitoring=False,
       mcp_server=False, ssr_mode=False, pwa=False, inbrowser=False,
       footer_links=['api', 'settings'], theme=_theme(), css=CSS,
+      # Gradio's own URLs (result files) from the public URL, when there is one.
+      root_path=public_url or None,
       # The REST API (demo/api.py) is served by the same app, on the same port.
-      app_kwargs=dict(middleware=[Middleware(_DenyRoutes)],
-                      routes=api.routes(demo.devise_backend, parse_auth(auth))))
+      app_kwargs=dict(middleware=[middleware],
+                      routes=api.routes(demo.devise_backend, auth, gate=demo.devise_gate,
+                                        public_url=public_url)))
+
+
+def serve(demo, *, prevent_thread_lock=False, quiet=False, **options):
+  """Serves a demo made by `build_app` with `launch_kwargs(demo, **options)` and the
+  server's own settings (`server.SETTINGS`); returns what `Blocks.launch` returns."""
+  kwargs = launch_kwargs(demo, **options)
+  with server.uvicorn_settings(**server.SETTINGS):
+    result = demo.launch(prevent_thread_lock=True, quiet=quiet, **kwargs)
+  if not server.has_settings(demo.server.config):  # Gradio started it another way.
+    demo.close()
+    raise RuntimeError('the demo server did not take its settings (gradio.http_server '
+                       'no longer builds uvicorn.Config): not serving')
+  if not prevent_thread_lock:
+    # SIGTERM ends the process without exit handlers: the private folder would stay.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    demo.block_thread()
+  return result
 
 
 def launch(workdir, host='127.0.0.1', port=7860, share=False, auth=None, *,
-           prevent_thread_lock=False, quiet=False):
+           public_url='', trusted_proxy=None, prevent_thread_lock=False, quiet=False):
   """Builds the demo of `workdir` and serves it; returns what `Blocks.launch` returns.
 
   Args:
@@ -177,13 +183,20 @@ def launch(workdir, host='127.0.0.1', port=7860, share=False, auth=None, *,
     port: TCP port.
     share: also open a public *.gradio.live link (off by default).
     auth: None, 'USER:PASS' or (user, password): HTTP basic log-in for every page.
+    public_url: the base URL clients reach the demo at (e.g. behind a proxy,
+      'https://demo.example.org'); result URLs are built from it. Without it the REST
+      API's URLs are paths ('/api/images/12.png'); nothing is built from the Host header.
+    trusted_proxy: address(es) or networks ('10.0.0.5' or '10.0.0.0/8,::1') whose
+      X-Forwarded-For/-Proto/-Host are believed; everyone else's are dropped.
     prevent_thread_lock: return at once (the server runs in a thread; tests).
     quiet: do not print the URL.
   """
   auth = parse_auth(auth)
+  check_options(public_url, trusted_proxy)  # Bad values fail before the run is loaded.
   if (share or host not in ('127.0.0.1', 'localhost', '::1')) and auth is None:
     log.warning('the demo is reachable from other machines without a password; '
                 'consider auth=USER:PASS')
   demo = build_app(workdir)
-  return demo.launch(prevent_thread_lock=prevent_thread_lock, quiet=quiet,
-                     **launch_kwargs(demo, host, port, share, auth))
+  return serve(demo, prevent_thread_lock=prevent_thread_lock, quiet=quiet, host=host,
+               port=port, share=share, auth=auth, public_url=public_url,
+               trusted_proxy=trusted_proxy)

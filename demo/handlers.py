@@ -180,7 +180,8 @@ def _inputs_shown(backend, answer, slots):
 
 
 def make_handlers(backend):
-  """The four endpoint functions, bound to a backend (named as their API parameters)."""
+  """The four endpoint functions, bound to a backend (named as their API parameters),
+  and the page's upload preview."""
   searcher = backend.searcher
 
   @guard
@@ -229,5 +230,13 @@ def make_handlers(backend):
               f'{space} space (input images are never returned).')
     return shown, _grid(backend, answer.rows), image_table(answer.rows), status
 
+  @guard
+  def preview(image):
+    """An upload as the model sees it (decoded: EXIF-rotated, composited, shrunk), and
+    -1 for the gallery id: the page shows this picture, made by the server, because
+    uploads are never served back. Predicting on it gives the upload's answer (the
+    decoder gives the same pixels back from this lossless PNG)."""
+    return images.decode(image), -1
+
   return dict(zero_shot=zero_shot, search_words=search_words, similar=similar,
-              algebra=algebra)
+              algebra=algebra, preview=preview)

@@ -1,8 +1,10 @@
 """The demo's page: a gr.Blocks with one tab per endpoint, Results (plots) and About.
 
 Each `_*_tab` function lays out one tab and binds its button to the endpoint of the
-same name (`handlers.make_handlers`); the gallery pickers and upload boxes only move
-ids between components of the page (private events, not API endpoints).
+same name (`handlers.make_handlers`), through the gate it shares with the REST API
+(`gate.py`); the gallery pickers only move ids between components of the page, and an
+upload box shows its upload as the server decoded it (private events, not API
+endpoints).
 """
 
 import base64
@@ -16,17 +18,20 @@ from devise_jax import plots
 from devise_jax import queries
 
 from . import about
+from . import gate as gate_lib
 from . import handlers as handlers_lib
 from . import images
+from . import server
 
-CONCURRENCY = 2  # Requests computed at once (2 CPU cores).
-QUEUE_SIZE = 64  # Requests waiting; more are refused with "queue is full".
 CANDIDATES = (('dataset classes', 'classes'), ('my list (comma separated)', 'list'),
               ('WordNet nouns (open vocabulary)', 'vocab'),
               ('raw word-vector tokens', 'tokens'))
 PRIVATE = dict(api_visibility='private', queue=False)
 LABEL_HEADERS = ['rank', 'label', 'score', 'unseen']
 IMAGE_HEADERS = ['rank', 'id', 'label', 'score']
+# The endpoints' image parameters: their size decides whether a request is heavy.
+IMAGE_ARGS = {'zero_shot': ('image',), 'similar': ('image',), 'preview': ('image',),
+              'algebra': ('image_1', 'image_2', 'image_3', 'image_4')}
 
 
 class SafeImage(gr.Image):
@@ -120,12 +125,14 @@ def _bind_picker(backend, picker, ids, image, gallery_id):
   picker.select(pick, None, [image, gallery_id], **PRIVATE)
 
 
-def _bind_upload(image, gallery_id):
-  image.upload(lambda: -1, None, gallery_id, **PRIVATE)
+def _bind_upload(image, gallery_id, preview):
+  """An upload shows as the model sees it (`preview`: decoded by the server, a result it
+  serves; the upload itself never is) and resets the id to -1."""
+  image.upload(preview, image, [image, gallery_id], **PRIVATE)
   image.clear(lambda: -1, None, gallery_id, **PRIVATE)
 
 
-def _zero_shot_tab(backend, handler):
+def _zero_shot_tab(backend, handler, preview):
   with gr.Tab('Zero-shot prediction', id='zero_shot'):
     with gr.Row():
       with gr.Column(scale=1):
@@ -148,7 +155,7 @@ def _zero_shot_tab(backend, handler):
                api_name='zero_shot')
   labels.input(None, None, candidates, js="() => 'list'", **PRIVATE)
   _bind_picker(backend, picker, ids, image, gallery_id)
-  _bind_upload(image, gallery_id)
+  _bind_upload(image, gallery_id, preview)
 
 
 def _search_words_tab(handler):
@@ -168,7 +175,7 @@ def _search_words_tab(handler):
   word_1.submit(handler, inputs, outputs, api_visibility='private')
 
 
-def _similar_tab(backend, handler):
+def _similar_tab(backend, handler, preview):
   with gr.Tab('Similar images', id='similar'):
     with gr.Row():
       with gr.Column(scale=1):
@@ -185,10 +192,10 @@ def _similar_tab(backend, handler):
   button.click(handler, [image, gallery_id, space, k], [grid, table, status],
                api_name='similar')
   _bind_picker(backend, picker, ids, image, gallery_id)
-  _bind_upload(image, gallery_id)
+  _bind_upload(image, gallery_id, preview)
 
 
-def _algebra_slots():
+def _algebra_slots(preview):
   """Four (image, gallery id, sign, weight) slots in a row."""
   slots = []
   with gr.Row():
@@ -202,7 +209,7 @@ def _algebra_slots():
                           label=f'Sign {n}', min_width=80)
           weight = gr.Number(value=1.0, label=f'Weight {n}', min_width=80)
         slots.append((image, gallery_id, sign, weight))
-        _bind_upload(image, gallery_id)
+        _bind_upload(image, gallery_id, preview)
   return slots
 
 
@@ -220,12 +227,12 @@ def _bind_slot_picker(backend, picker, ids, slot, slots):
   picker.select(pick, [slot], [c for s in slots for c in s[:2]] + [slot], **PRIVATE)
 
 
-def _algebra_tab(backend, handler):
+def _algebra_tab(backend, handler, preview):
   with gr.Tab('Puppy algebra', id='algebra'):
     gr.Markdown('Two to four images, each added (+) or subtracted (−) with a weight; '
                 'in DeViSE space, words too (e.g. image − "sandal" + "boot"). '
                 'Pick gallery images into the chosen slot, or upload.')
-    slots = _algebra_slots()
+    slots = _algebra_slots(preview)
     with gr.Row():
       with gr.Column(scale=2):
         slot = gr.Radio([1, 2, 3, 4], value=1, label='Put the image picked below into slot')
@@ -278,25 +285,33 @@ def _header(backend):
           f'{backend.gallery_size():,} images.')
 
 
-def build_app(workdir, backend=None):
-  """The demo's gr.Blocks for a workdir (queue configured; serve it with `app.launch`).
+def build_app(workdir, backend=None, gate=None):
+  """The demo's gr.Blocks for a workdir (serve it with `app.serve` or `app.launch`).
 
   `backend` (a `handlers.Backend`) is reused when given, so one loaded run can serve
-  several apps; the app keeps it as `demo.devise_backend`.
+  several apps; the app keeps it as `demo.devise_backend`, and its gate (`gate`, or a
+  new `gate.Gate`, shared with the REST API) as `demo.devise_gate`. The endpoints
+  compute behind the gate, so Gradio's queue itself has no concurrency limit: its
+  events wait at the gate. Gradio keeps uploads and results in this process's own
+  folder (`server.private_upload_dir`).
   """
+  server.private_upload_dir()  # Before any component reads GRADIO_TEMP_DIR.
   backend = backend or handlers_lib.Backend(workdir)
-  handlers = handlers_lib.make_handlers(backend)
+  gate = gate or gate_lib.Gate()
+  handlers = {name: gate_lib.gated(gate, fn, IMAGE_ARGS.get(name, ()),
+                                   busy=handlers_lib.fail)
+              for name, fn in handlers_lib.make_handlers(backend).items()}
   title = f'devise_jax demo: {os.path.basename(backend.workdir)}'
   with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
     gr.Markdown(_header(backend))
     with gr.Tabs():
-      _zero_shot_tab(backend, handlers['zero_shot'])
+      _zero_shot_tab(backend, handlers['zero_shot'], handlers['preview'])
       _search_words_tab(handlers['search_words'])
-      _similar_tab(backend, handlers['similar'])
-      _algebra_tab(backend, handlers['algebra'])
+      _similar_tab(backend, handlers['similar'], handlers['preview'])
+      _algebra_tab(backend, handlers['algebra'], handlers['preview'])
       _results_tab(backend)
       with gr.Tab('About', id='about'):
         gr.Markdown(about.markdown(backend), elem_id='about-text')
-  demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
-  demo.devise_backend = backend
+  demo.queue(default_concurrency_limit=None, max_size=gate.running + gate.waiting)
+  demo.devise_backend, demo.devise_gate = backend, gate
   return demo

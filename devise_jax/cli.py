@@ -5,6 +5,7 @@
   devise-jax eval --workdir DIR [--split test] [--all]
   devise-jax embed --workdir DIR [--split test | --images FOLDER]
   devise-jax demo --workdir DIR [--host 127.0.0.1] [--port 7860] [--share] [--auth USER:PASS]
+      [--public_url https://demo.example.org] [--trusted_proxy ADDR]
   devise-jax protocol --config FILE --out DIR [--splits 5] [--seeds 3] [--unseen 3] \
       [--validation] [--stages stage1,stage2]
   devise-jax search --workdir DIR [--gallery NAME] [--k 5] QUERY, QUERY one of:
@@ -75,6 +76,12 @@ _PORT = flags.DEFINE_integer('port', 7860, 'demo: TCP port.')
 _SHARE = flags.DEFINE_bool('share', False, 'demo: also open a public *.gradio.live link.')
 _AUTH = flags.DEFINE_string(
     'auth', None, 'demo: USER:PASS log-in (or $DEVISE_JAX_DEMO_AUTH, kept out of `ps`).')
+_PUBLIC_URL = flags.DEFINE_string(
+    'public_url', '', 'demo: the base URL clients reach the demo at (behind a proxy); '
+    'result URLs are built from it, never from the Host header.')
+_TRUSTED_PROXY = flags.DEFINE_string(
+    'trusted_proxy', None, 'demo: address(es) of the reverse proxy whose X-Forwarded-* '
+    'headers are believed (comma-separated; default: none).')
 _COORDINATOR = flags.DEFINE_string(
     'coordinator_address', os.environ.get('DEVISE_JAX_COORDINATOR'),
     'Multi-host: host:port of process 0 (or $DEVISE_JAX_COORDINATOR).')
@@ -182,8 +189,12 @@ def _demo():
                      "`pip install -e '.[dev]'`") from None
   auth = _AUTH.value or os.environ.get('DEVISE_JAX_DEMO_AUTH') or None
   try:
+    app.check_options(_PUBLIC_URL.value, _TRUSTED_PROXY.value)
+  except ValueError as e:
+    raise UsageError(str(e)) from None
+  try:
     app.launch(_WORKDIR.value, host=_HOST.value, port=_PORT.value, share=_SHARE.value,
-               auth=auth)
+               auth=auth, public_url=_PUBLIC_URL.value, trusted_proxy=_TRUSTED_PROXY.value)
   except OSError as e:  # Port taken, or the address cannot be bound.
     raise UsageError(f'cannot serve on {_HOST.value}:{_PORT.value}: {e}') from None
 

@@ -36,10 +36,11 @@ def free_port():
 
 
 def start(demo, **kwargs):
-  """Launches `demo` on a free port of 127.0.0.1 (in a thread); returns its URL."""
-  kwargs = dict(app.launch_kwargs(demo, port=free_port(), **kwargs))
-  demo.launch(prevent_thread_lock=True, quiet=True, **kwargs)
-  return f"http://127.0.0.1:{kwargs['server_port']}/"
+  """Serves `demo` (`app.serve`: the demo's settings, `kwargs` as `app.launch_kwargs`
+  takes them) on a free port of 127.0.0.1, in a thread; returns its URL."""
+  port = free_port()
+  app.serve(demo, prevent_thread_lock=True, quiet=True, port=port, **kwargs)
+  return f'http://127.0.0.1:{port}/'
 
 
 def make_demo_workdir(evaluated, path):

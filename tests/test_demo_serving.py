@@ -2,6 +2,7 @@
 a workdir without gallery, the About tab, and the install as a subpackage."""
 
 import configparser
+import json
 import os
 import pathlib
 import shutil
@@ -56,10 +57,13 @@ def test_no_file_outside_the_demo_is_served(server, demo_workdir):
     for route in ('/gradio_api/file=https://example.com/a.png', '/gradio_api/monitoring',
                   '/monitoring', '/gradio_api/monitoring/summary'):
       assert http.get(route).status_code == 404, route
-    # An upload is served back (the test above is not vacuous) ...
-    response = http.post('/gradio_api/upload', files={'files': ('x.txt', b'hello demo')})
-    uploaded = response.json()[0]
-    assert http.get(f'/gradio_api/file={uploaded}').content == b'hello demo'
+    # A result picture is served (the test above is not vacuous; uploads never are:
+    # tests/test_hostile.py) ...
+    event = http.post('/gradio_api/call/search_words', json={'data': ['boot', 1, '', 1, 2]})
+    stream = http.get(f"/gradio_api/call/search_words/{event.json()['event_id']}").text
+    grid = json.loads(stream.split('data: ', 1)[1].splitlines()[0])[0]
+    picture = http.get(grid[0]['image']['url'])
+    assert picture.status_code == 200 and picture.content.startswith(b'\x89PNG')
     # ... but a request naming a server file as its input is refused before the model.
     event = http.post('/gradio_api/call/zero_shot', json={'data': [
         {'path': secrets[2], 'meta': {'_type': 'gradio.FileData'}}, None, 'classes', '', 5]})
