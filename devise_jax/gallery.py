@@ -82,7 +82,9 @@ class Searcher:
   def labels(self, devise_vector, candidates='classes', k=5):
     """Top-k labels of one DeViSE vector among 'classes', 'vocab' (WordNet nouns with a
     word vector; results add their `synset`), 'tokens' (every word-vector token) or a
-    list of phrases.
+    list of phrases. A label is `unseen` when it names an unseen class (compared
+    case-insensitively, as word vectors are looked up); in 'vocab', when it is the
+    synset of an unseen class that has one.
 
     Over the dataset's classes (seen and unseen competing: generalized zero-shot) the
     ranking uses calibrated stacking when the run has a gamma (`Run.gamma`): each seen
@@ -101,18 +103,21 @@ class Searcher:
     if isinstance(candidates, str) and candidates in ('vocab', 'tokens'):
       vocab, vectors = self.vocabulary(candidates)
       scores, ids = search.topk(devise_vector, vectors, k)
-      synsets = self.config.data.get('synsets') or {}
-      unseen = {synsets.get(self.names[i]) or self.names[i] for i in self.unseen}
+      # A noun is its class's synset where the class has one (not the same name in
+      # another sense); a token, or a noun of a class without a synset, its name.
+      synsets = (self.config.data.get('synsets') or {}) if candidates == 'vocab' else {}
+      unseen = {synsets.get(self.names[i]) or self.names[i].casefold() for i in self.unseen}
       return [dict(label=vocab.labels[int(i)], score=float(s),
-                   unseen=vocab.ids[int(i)] in unseen,
+                   unseen=(vocab.ids[int(i)] in unseen
+                           or vocab.labels[int(i)].casefold() in unseen),
                    **({'synset': vocab.ids[int(i)]} if candidates == 'vocab' else {}))
               for s, i in zip(scores, ids)]
-    else:
-      names = list(dict.fromkeys(candidates))
-      vectors = wordvec.build_label_space(self.kv, names).vectors
+    names = list(dict.fromkeys(candidates))
+    vectors = wordvec.build_label_space(self.kv, names).vectors
+    unseen_names = {self.names[i].casefold() for i in self.unseen}
     scores, ids = search.topk(devise_vector, vectors, k)
-    unseen = {self.names[i] for i in self.unseen}
-    return [dict(label=names[int(i)], score=float(s), unseen=names[int(i)] in unseen)
+    return [dict(label=names[int(i)], score=float(s),
+                 unseen=names[int(i)].casefold() in unseen_names)
             for s, i in zip(scores, ids)]
 
   def vocabulary(self, kind='vocab'):

@@ -10,7 +10,8 @@ An image is a `QueryImage`: a gallery id, or a file to embed (a path, bytes, a f
 object or an RGB array; decoded by `devise_jax.images.decode`). Fields take values as a
 front-end received them (numbers or text; lists, or comma- or line-separated text):
 parsing and checks are here (the values' in `devise_jax.query_values`), so every
-front-end gives a bad request the same line.
+front-end gives a bad request the same line. A typed label list is deduplicated
+case-insensitively (the first spelling kept: 'Bag' and 'bag' have one word vector).
 
 `answer(searcher, request)` returns an `Answer` (the searcher's rows and the checked
 request). Every refusal is a `QueryError`: its str is the line a front-end shows and
@@ -32,7 +33,8 @@ from devise_jax import images as images_lib
 from devise_jax.query_values import (
     CANDIDATE_SETS, MAX_ALGEBRA_IMAGES, MAX_K, MAX_LABELS, MAX_LIST_TEXT, MAX_WEIGHT,
     MAX_WORD_CHARS, MAX_WORDS, SIGNS, SPACES, QueryError, check_k, check_sign,
-    check_space, check_weight, is_blank, items, numbered_weight, one_each, whole)
+    check_space, check_weight, is_blank, items, numbered_weight, one_each, unique,
+    whole)
 # pylint: enable=unused-import
 
 # Requests.
@@ -190,7 +192,7 @@ def _candidates(searcher, candidates, labels):
   if candidates != 'list':
     raise QueryError(f"candidates must be one of {', '.join(CANDIDATE_SETS)} or list, "
                      f'got {candidates!r}')
-  listed = list(dict.fromkeys(items(labels, 'the label list', MAX_LABELS)))
+  listed = unique(items(labels, 'the label list', MAX_LABELS))
   if not listed:
     raise QueryError('the label list is empty: type labels separated by commas')
   skipped = without_vector(searcher, listed)

@@ -118,3 +118,11 @@ def one_each(values, count, what, name, check):
 def numbered_weight(name):
   return lambda value, n: check_weight(value, f'{name} {n}')
 
+
+def unique(labels):
+  """The labels, each once: the first spelling of those equal but for case (a word's
+  vector is looked up case-insensitively, so 'Bag' and 'bag' are one label)."""
+  first = {}
+  for label in labels:
+    first.setdefault(label.casefold(), label)
+  return list(first.values())
