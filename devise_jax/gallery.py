@@ -24,6 +24,12 @@ IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.gif', '.bmp', '.webp')
 SPACES = ('devise', 'siamese')
 
 
+def cosines(scores):
+  """Cosine similarities clipped to [-1, 1]: float32 products of unit vectors can
+  overshoot (1.0000001 for an image and its duplicate)."""
+  return np.clip(scores, -1.0, 1.0)
+
+
 def gallery_name(split=None, folder=None):
   raw = f'folder-{os.path.basename(os.path.normpath(folder))}' if folder else split
   return checkpoint.file_name(raw)
@@ -92,7 +98,7 @@ class Searcher:
     `cosine` the plain one.
     """
     if isinstance(candidates, str) and candidates == 'classes':
-      cosine = self.label_space.vectors @ np.asarray(devise_vector, np.float32)
+      cosine = cosines(self.label_space.vectors @ np.asarray(devise_vector, np.float32))
       shift = np.zeros(len(cosine))
       if self.run.gamma is not None:
         shift[self.run.seen] = self.run.gamma
@@ -111,14 +117,14 @@ class Searcher:
                    unseen=(vocab.ids[int(i)] in unseen
                            or vocab.labels[int(i)].casefold() in unseen),
                    **({'synset': vocab.ids[int(i)]} if candidates == 'vocab' else {}))
-              for s, i in zip(scores, ids)]
+              for s, i in zip(cosines(scores), ids)]
     names = list(dict.fromkeys(candidates))
     vectors = wordvec.build_label_space(self.kv, names).vectors
     unseen_names = {self.names[i].casefold() for i in self.unseen}
     scores, ids = search.topk(devise_vector, vectors, k)
     return [dict(label=names[int(i)], score=float(s),
                  unseen=names[int(i)].casefold() in unseen_names)
-            for s, i in zip(scores, ids)]
+            for s, i in zip(cosines(scores), ids)]
 
   def vocabulary(self, kind='vocab'):
     """(the `vocabulary.Vocabulary`, its vectors on the device) of 'vocab' (WordNet nouns
@@ -154,12 +160,14 @@ class Searcher:
     if scale != 1.0:
       query = np.append(query, 1.0)
     scores, ids = search.topk(query, keys, k)
-    return self._results(scores * scale, ids)
+    # Cosines; with the penalty, cosine minus penalty (not bounded by 1).
+    return self._results(cosines(scores) if scale == 1.0 else scores * scale, ids)
 
   def similar(self, vector, space='siamese', k=5, exclude_ids=()):
     g = self._require_gallery()
     exclude = [list(exclude_ids)] if exclude_ids else None
-    return self._results(*search.topk(vector, g[space], k, exclude=exclude))
+    scores, ids = search.topk(vector, g[space], k, exclude=exclude)
+    return self._results(cosines(scores), ids)
 
   def algebra(self, image_vectors, image_weights, words=(), word_weights=(),
               space='siamese', k=5, exclude_ids=()):
@@ -171,7 +179,7 @@ class Searcher:
     weights = list(image_weights) + list(word_weights)
     g = self._require_gallery()
     scores, ids = search.algebra(terms, weights, g[space], k, exclude_ids=exclude_ids)
-    return self._results(scores, ids)
+    return self._results(cosines(scores), ids)
 
 
 def embed(run, split=None, folder=None):

@@ -6,8 +6,9 @@ Every case of `CASES` is one bad request said three ways: `devise-jax search` fl
 (demo/handlers.py, without the page's own component checks) and a REST request
 (demo/api.py through FastAPI's TestClient). All three must refuse it with exactly the
 same line. Then: the layer's answers are the searcher's (a label list deduplicated
-case-insensitively, one unseen flag per label, the same from every front-end), and
-`devise-jax search` is quiet and leaves TensorFlow unimported.
+case-insensitively, one unseen flag per label, the same from every front-end; scores
+clipped to the cosines' range), and `devise-jax search` is quiet and leaves TensorFlow
+unimported.
 """
 
 import io
@@ -29,6 +30,7 @@ from devise_jax import gallery
 from devise_jax import images as images_lib
 from devise_jax import queries
 from devise_jax import run as run_lib
+from devise_jax import search
 from devise_jax.demo import api
 from devise_jax.demo import handlers
 
@@ -215,6 +217,25 @@ def test_a_label_list_is_one_label_per_spelling_with_one_unseen_flag(
     assert [(r['label'], bool(r['unseen'])) for r in rows] == want, name
     for r in rows:
       assert r['score'] == pytest.approx(cosine[r['label']], abs=1e-4), name
+
+
+def test_similarity_scores_stay_in_the_cosines_range(backend, monkeypatch):
+  """An image and its duplicate: float32 products of unit vectors overshoot 1 (a hand
+  case where they do), and the query layer's scores are the exact bounds."""
+  v = np.array([0.875998318195343, -0.4264361560344696, 0.22534246742725372], np.float32)
+  keys = np.stack([v, v, -v])
+  raw, _ = search.topk(v, keys, 3)
+  assert raw[0] > 1.0 and raw[-1] < -1.0  # What the search itself returns.
+  searcher = backend.searcher
+  monkeypatch.setattr(searcher, 'gallery', dict(devise=keys, siamese=keys))
+  monkeypatch.setattr(searcher, 'meta', dict(refs=['a', 'a copy', 'b'],
+                                             label_names=['x', 'x', 'y']))
+  for space in ('devise', 'siamese'):
+    answer = queries.answer(searcher, queries.Similar(queries.QueryImage(0), space, 2))
+    assert [(r['id'], r['score']) for r in answer.rows] == [(1, 1.0), (2, -1.0)]
+  answer = queries.answer(searcher, queries.Algebra(
+      [queries.QueryImage(0), queries.QueryImage(2)], signs=['+', '-'], k=1))
+  assert [(r['id'], r['score']) for r in answer.rows] == [(1, 1.0)]
 
 
 def test_answers_are_the_searchers(backend):
