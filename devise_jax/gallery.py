@@ -18,6 +18,7 @@ from devise_jax import images
 from devise_jax import search
 from devise_jax import vocabulary
 from devise_jax import wordvec
+from devise_jax import workdir_lock
 from devise_jax.evaluators import words_to_images as words_to_images_eval
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.gif', '.bmp', '.webp')
@@ -183,7 +184,13 @@ class Searcher:
 
 
 def embed(run, split=None, folder=None):
-  """Computes and saves a gallery of a split (default: the eval split) or a folder."""
+  """Computes and saves a gallery of a split (default: the eval split) or a folder,
+  holding the workdir's lock (`workdir_lock.hold`)."""
+  with workdir_lock.hold(run.workdir):
+    return _embed(run, split, folder)
+
+
+def _embed(run, split, folder):
   searcher = Searcher(run)
   if folder:
     paths = sorted(os.path.join(root, f) for root, _, files in os.walk(folder)
