@@ -23,6 +23,7 @@ import numpy as np
 
 from devise_jax import stages as stages_lib
 from devise_jax import wordvec
+from devise_jax import workdir_lock
 
 # Re-exported: the CLI, galleries, the demo, scripts and tests find these here.
 # pylint: disable=unused-import
@@ -46,13 +47,14 @@ def workdir_state(workdir, flag='--workdir'):
 
   A workdir is claimed only by `claim` (run files first, the marker last), so files
   without the marker are a half-claimed or foreign directory: refused, never adopted.
+  The lock file (`workdir_lock.LOCK_FILE`) is not counted: it is the writer's own.
   """
   if not os.path.lexists(workdir):
     return 'new'
   if not os.path.isdir(workdir):
     raise CheckpointError(f'{flag} {workdir}: is a regular file, not a directory; '
                           'give a directory')
-  entries = sorted(os.listdir(workdir))
+  entries = sorted(set(os.listdir(workdir)) - {workdir_lock.LOCK_FILE})
   if not entries:
     return 'new'
   missing = [n for n in _RUN_FILES if n not in entries]

@@ -17,12 +17,15 @@
   devise-jax label-sets [--hops 3] [--restrict IDS_FILE] [--out FILE]
       WordNet nouns within 1..hops hops of the ImageNet-1k classes: '<k>-hop: <count>'
 
-`devise-jax COMMAND --help` lists that command's flags. Expected errors end in one line
+`devise-jax COMMAND --help` lists that command's flags. train, eval, embed and protocol
+write their workdir (protocol: --out) and hold its lock: a second writer is refused at
+once, naming the first (devise_jax/workdir_lock.py). Expected errors end in one line
 on stderr (a search's are the query layer's, `devise_jax.queries`, shared with the demo);
 DEVISE_JAX_DEBUG=1 shows the traceback. Heavy modules are imported inside the commands
 that use them: a search of words or gallery ids never imports TensorFlow.
 """
 
+import contextlib
 import os
 import sys
 
@@ -32,6 +35,7 @@ from absl import logging
 from ml_collections import config_flags
 
 COMMANDS = ('train', 'eval', 'embed', 'search', 'demo', 'protocol', 'label-sets')
+WRITERS = ('train', 'eval', 'embed', 'protocol')  # They hold the workdir's lock.
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file, e.g. experiments/configs/fashion_mnist_zsl.py:tiny.',
@@ -227,10 +231,25 @@ def main(argv):
   if argv[1] in ('eval', 'embed', 'search', 'demo'):
     from devise_jax import cli_checks
     cli_checks.require_run(_WORKDIR.value)
-  if argv[1] != 'label-sets' and (argv[1] != 'search' or _IMAGES.value):
-    _import_tensorflow_quietly()  # A search of words or gallery ids reads no data.
-  {'train': _train, 'eval': _eval_and_print, 'embed': _embed, 'search': _search,
-   'demo': _demo, 'protocol': _protocol, 'label-sets': _label_sets}[argv[1]]()
+  with _writing(argv[1]):
+    _enable_compilation_cache()
+    _initialize_distributed()
+    if argv[1] != 'label-sets' and (argv[1] != 'search' or _IMAGES.value):
+      _import_tensorflow_quietly()  # A search of words or gallery ids reads no data.
+    {'train': _train, 'eval': _eval_and_print, 'embed': _embed, 'search': _search,
+     'demo': _demo, 'protocol': _protocol, 'label-sets': _label_sets}[argv[1]]()
+
+
+def _writing(command):
+  """The lock of the workdir (protocol: the --out directory) a writing command holds,
+  taken before anything heavy is imported, so a second writer is refused at once
+  (`devise_jax.workdir_lock`; the library takes it again, re-entrantly). Only process
+  0 of a multi-process run takes it."""
+  from devise_jax import workdir_lock
+  if command not in WRITERS or _PROCESS_ID.value != 0:
+    return contextlib.nullcontext()
+  return workdir_lock.hold(_OUT.value if command == 'protocol' else _WORKDIR.value,
+                          ' '.join(['devise-jax'] + sys.argv[1:]))
 
 
 def _import_tensorflow_quietly():
@@ -272,8 +291,6 @@ def _initialize_distributed():
 def _main_with_clean_errors(argv):
   """Expected errors end in one line on stderr and exit status 1 (no traceback)."""
   logging.set_verbosity(logging.WARNING)  # Orbax and TFDS log every step at INFO.
-  _enable_compilation_cache()
-  _initialize_distributed()
   try:
     main(argv)
   except Exception as e:  # pylint: disable=broad-except

@@ -19,14 +19,19 @@ from devise_jax import run as run_lib
 from devise_jax import stages as stages_lib
 from devise_jax import vocabulary
 from devise_jax import wordnet
+from devise_jax import workdir_lock
 from devise_jax.evaluators import common
 from devise_jax.models import devise as devise_model
 
 
 def evaluate(run, split=None):
-  """Evaluates `run` (a `Run` or a workdir) on `split`; writes and returns eval.json."""
-  if isinstance(run, str):
-    run = run_lib.Run.load(run)
+  """Evaluates `run` (a `Run` or a workdir) on `split`; writes and returns eval.json.
+  Holds the workdir's lock (`workdir_lock.hold`) while it runs."""
+  with workdir_lock.hold(run if isinstance(run, str) else run.workdir):
+    return _evaluate(run_lib.Run.load(run) if isinstance(run, str) else run, split)
+
+
+def _evaluate(run, split):
   config = run.config
   split = split or config.data.eval_split
   data = evaluation_data(run, split)

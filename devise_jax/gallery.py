@@ -18,10 +18,17 @@ from devise_jax import images
 from devise_jax import search
 from devise_jax import vocabulary
 from devise_jax import wordvec
+from devise_jax import workdir_lock
 from devise_jax.evaluators import words_to_images as words_to_images_eval
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.gif', '.bmp', '.webp')
 SPACES = ('devise', 'siamese')
+
+
+def cosines(scores):
+  """Cosine similarities clipped to [-1, 1]: float32 products of unit vectors can
+  overshoot (1.0000001 for an image and its duplicate)."""
+  return np.clip(scores, -1.0, 1.0)
 
 
 def gallery_name(split=None, folder=None):
@@ -82,7 +89,9 @@ class Searcher:
   def labels(self, devise_vector, candidates='classes', k=5):
     """Top-k labels of one DeViSE vector among 'classes', 'vocab' (WordNet nouns with a
     word vector; results add their `synset`), 'tokens' (every word-vector token) or a
-    list of phrases.
+    list of phrases. A label is `unseen` when it names an unseen class (compared
+    case-insensitively, as word vectors are looked up); in 'vocab', when it is the
+    synset of an unseen class that has one.
 
     Over the dataset's classes (seen and unseen competing: generalized zero-shot) the
     ranking uses calibrated stacking when the run has a gamma (`Run.gamma`): each seen
@@ -90,7 +99,7 @@ class Searcher:
     `cosine` the plain one.
     """
     if isinstance(candidates, str) and candidates == 'classes':
-      cosine = self.label_space.vectors @ np.asarray(devise_vector, np.float32)
+      cosine = cosines(self.label_space.vectors @ np.asarray(devise_vector, np.float32))
       shift = np.zeros(len(cosine))
       if self.run.gamma is not None:
         shift[self.run.seen] = self.run.gamma
@@ -101,19 +110,22 @@ class Searcher:
     if isinstance(candidates, str) and candidates in ('vocab', 'tokens'):
       vocab, vectors = self.vocabulary(candidates)
       scores, ids = search.topk(devise_vector, vectors, k)
-      synsets = self.config.data.get('synsets') or {}
-      unseen = {synsets.get(self.names[i]) or self.names[i] for i in self.unseen}
+      # A noun is its class's synset where the class has one (not the same name in
+      # another sense); a token, or a noun of a class without a synset, its name.
+      synsets = (self.config.data.get('synsets') or {}) if candidates == 'vocab' else {}
+      unseen = {synsets.get(self.names[i]) or self.names[i].casefold() for i in self.unseen}
       return [dict(label=vocab.labels[int(i)], score=float(s),
-                   unseen=vocab.ids[int(i)] in unseen,
+                   unseen=(vocab.ids[int(i)] in unseen
+                           or vocab.labels[int(i)].casefold() in unseen),
                    **({'synset': vocab.ids[int(i)]} if candidates == 'vocab' else {}))
-              for s, i in zip(scores, ids)]
-    else:
-      names = list(dict.fromkeys(candidates))
-      vectors = wordvec.build_label_space(self.kv, names).vectors
+              for s, i in zip(cosines(scores), ids)]
+    names = list(dict.fromkeys(candidates))
+    vectors = wordvec.build_label_space(self.kv, names).vectors
+    unseen_names = {self.names[i].casefold() for i in self.unseen}
     scores, ids = search.topk(devise_vector, vectors, k)
-    unseen = {self.names[i] for i in self.unseen}
-    return [dict(label=names[int(i)], score=float(s), unseen=names[int(i)] in unseen)
-            for s, i in zip(scores, ids)]
+    return [dict(label=names[int(i)], score=float(s),
+                 unseen=names[int(i)].casefold() in unseen_names)
+            for s, i in zip(cosines(scores), ids)]
 
   def vocabulary(self, kind='vocab'):
     """(the `vocabulary.Vocabulary`, its vectors on the device) of 'vocab' (WordNet nouns
@@ -149,12 +161,14 @@ class Searcher:
     if scale != 1.0:
       query = np.append(query, 1.0)
     scores, ids = search.topk(query, keys, k)
-    return self._results(scores * scale, ids)
+    # Cosines; with the penalty, cosine minus penalty (not bounded by 1).
+    return self._results(cosines(scores) if scale == 1.0 else scores * scale, ids)
 
   def similar(self, vector, space='siamese', k=5, exclude_ids=()):
     g = self._require_gallery()
     exclude = [list(exclude_ids)] if exclude_ids else None
-    return self._results(*search.topk(vector, g[space], k, exclude=exclude))
+    scores, ids = search.topk(vector, g[space], k, exclude=exclude)
+    return self._results(cosines(scores), ids)
 
   def algebra(self, image_vectors, image_weights, words=(), word_weights=(),
               space='siamese', k=5, exclude_ids=()):
@@ -166,11 +180,17 @@ class Searcher:
     weights = list(image_weights) + list(word_weights)
     g = self._require_gallery()
     scores, ids = search.algebra(terms, weights, g[space], k, exclude_ids=exclude_ids)
-    return self._results(scores, ids)
+    return self._results(cosines(scores), ids)
 
 
 def embed(run, split=None, folder=None):
-  """Computes and saves a gallery of a split (default: the eval split) or a folder."""
+  """Computes and saves a gallery of a split (default: the eval split) or a folder,
+  holding the workdir's lock (`workdir_lock.hold`)."""
+  with workdir_lock.hold(run.workdir):
+    return _embed(run, split, folder)
+
+
+def _embed(run, split, folder):
   searcher = Searcher(run)
   if folder:
     paths = sorted(os.path.join(root, f) for root, _, files in os.walk(folder)

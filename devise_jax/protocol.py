@@ -24,6 +24,7 @@ from devise_jax import files
 from devise_jax import input_pipeline
 from devise_jax import stages as stages_lib
 from devise_jax import train
+from devise_jax import workdir_lock
 
 DEFAULT_METRICS = ('zsl_top1', 'conse_zsl_top1', 'chance_zsl_top1', 'gzsl_h',
                    'gzsl_calibrated_h', 'conse_gzsl_calibrated_h', 'ausuc', 'seen_hit@1',
@@ -89,40 +90,42 @@ def run_protocol(config, out_dir, *, num_splits, seeds, num_unseen, validation=F
   Without the DeViSE stage (stage2) in `stages` the runs are trained only (no
   evaluation, no summary).
   The runs evaluate `config.evals` without image retrieval (slow, and not summarized).
+  `out_dir` is locked while it runs (`workdir_lock.hold`), as each run's workdir is.
   """
   names = input_pipeline.class_names(config.data)
   splits = draw_splits(len(names), num_unseen, num_splits, split_seed)
   os.makedirs(out_dir, exist_ok=True)
-  runs, total, started = [], len(splits) * len(seeds), time.time()
-  for i, split in enumerate(splits):
-    for j, seed in enumerate(seeds):
-      cfg = config.copy_and_resolve_references()
-      cfg.seed = seed
-      # Image retrieval is slow on a whole split and no part of the summary.
-      cfg.evals = tuple(e for e in cfg.evals if e != 'retrieval')
-      cfg.data.unseen_classes = tuple(names[c] for c in split)
-      if validation:
-        cfg = validation_config(cfg, names, seed=split_seed * 1000 + i)
-      workdir = os.path.join(out_dir, f'split{i}_seed{seed}')
-      if reuse_from and not os.path.exists(workdir):
-        checkpoint.link_stage(os.path.join(reuse_from, f'split{i}_seed{seed}'), workdir,
-                              stages_lib.STAGE_TABLE[stages_lib.DEVISE_STAGE].init_from)
-      tick = time.time()
-      train.train(cfg, workdir, stages, log=lambda m: None)
-      if stages_lib.DEVISE_STAGE not in stages:
-        log(f'[{i * len(seeds) + j + 1}/{total}] split {i} seed {seed}: trained')
-        continue
-      result = evaluate.evaluate(workdir)
-      runs.append(dict(split=i, unseen=list(cfg.data.unseen_classes), seed=seed,
-                       excluded=list(cfg.data.get('exclude_classes', ())),
-                       workdir=workdir, seconds=round(time.time() - tick, 1),
-                       metrics=result['metrics']))
-      m = result['metrics']
-      log(f'[{len(runs)}/{total}] split {i} {list(cfg.data.unseen_classes)} seed {seed}: '
-          f'zsl_top1 {m["zsl_top1"]:.3f} conse {m["conse_zsl_top1"]:.3f} '
-          f'({runs[-1]["seconds"]:.0f} s)')
-      _write(out_dir, runs, time.time() - started, validation)
-  return _write(out_dir, runs, time.time() - started, validation) if runs else None
+  with workdir_lock.hold(out_dir):
+    runs, total, started = [], len(splits) * len(seeds), time.time()
+    for i, split in enumerate(splits):
+      for j, seed in enumerate(seeds):
+        cfg = config.copy_and_resolve_references()
+        cfg.seed = seed
+        # Image retrieval is slow on a whole split and no part of the summary.
+        cfg.evals = tuple(e for e in cfg.evals if e != 'retrieval')
+        cfg.data.unseen_classes = tuple(names[c] for c in split)
+        if validation:
+          cfg = validation_config(cfg, names, seed=split_seed * 1000 + i)
+        workdir = os.path.join(out_dir, f'split{i}_seed{seed}')
+        if reuse_from and not os.path.exists(workdir):
+          checkpoint.link_stage(os.path.join(reuse_from, f'split{i}_seed{seed}'), workdir,
+                                stages_lib.STAGE_TABLE[stages_lib.DEVISE_STAGE].init_from)
+        tick = time.time()
+        train.train(cfg, workdir, stages, log=lambda m: None)
+        if stages_lib.DEVISE_STAGE not in stages:
+          log(f'[{i * len(seeds) + j + 1}/{total}] split {i} seed {seed}: trained')
+          continue
+        result = evaluate.evaluate(workdir)
+        runs.append(dict(split=i, unseen=list(cfg.data.unseen_classes), seed=seed,
+                         excluded=list(cfg.data.get('exclude_classes', ())),
+                         workdir=workdir, seconds=round(time.time() - tick, 1),
+                         metrics=result['metrics']))
+        m = result['metrics']
+        log(f'[{len(runs)}/{total}] split {i} {list(cfg.data.unseen_classes)} seed {seed}: '
+            f'zsl_top1 {m["zsl_top1"]:.3f} conse {m["conse_zsl_top1"]:.3f} '
+            f'({runs[-1]["seconds"]:.0f} s)')
+        _write(out_dir, runs, time.time() - started, validation)
+    return _write(out_dir, runs, time.time() - started, validation) if runs else None
 
 
 def summarize(runs, metrics=None):

@@ -9,7 +9,9 @@ once here and answered by a `gallery.Searcher`.
 An image is a `QueryImage`: a gallery id, or a file to embed (a path, bytes, a file
 object or an RGB array; decoded by `devise_jax.images.decode`). Fields take values as a
 front-end received them (numbers or text; lists, or comma- or line-separated text):
-parsing and checks are here, so every front-end gives a bad request the same line.
+parsing and checks are here (the values' in `devise_jax.query_values`), so every
+front-end gives a bad request the same line. A typed label list is deduplicated
+case-insensitively (the first spelling kept: 'Bag' and 'bag' have one word vector).
 
 `answer(searcher, request)` returns an `Answer` (the searcher's rows and the checked
 request). Every refusal is a `QueryError`: its str is the line a front-end shows and
@@ -26,28 +28,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from devise_jax import images as images_lib
-
-# Limits of every request, whatever the front-end.
-MAX_K = 50  # Results per query.
-MAX_WEIGHT = 1e6  # Largest weight, in size.
-MAX_WORD_CHARS = 200  # Characters of one word or phrase.
-MAX_WORDS = 10  # Words of a words query or of an algebra query.
-MAX_LABELS = 1000  # Candidate labels of one labels query.
-MAX_LIST_TEXT = 100_000  # Characters of a list typed as text.
-MAX_ALGEBRA_IMAGES = 4  # Images of an algebra query.
-
-CANDIDATE_SETS = ('classes', 'vocab', 'tokens')  # `Searcher.labels`'s named sets.
-SPACES = ('devise', 'siamese')  # A gallery's spaces (`gallery.SPACES`).
-SIGNS = ('+', '-')
-
-
-class QueryError(ValueError):
-  """A refused request; str() is the one line to show, `status` its HTTP status."""
-
-  def __init__(self, message, status=400):
-    super().__init__(message)
-    self.status = status
-
+# Re-exported: the front-ends and tests find the limits and checks here.
+# pylint: disable=unused-import
+from devise_jax.query_values import (
+    CANDIDATE_SETS, MAX_ALGEBRA_IMAGES, MAX_K, MAX_LABELS, MAX_LIST_TEXT, MAX_WEIGHT,
+    MAX_WORD_CHARS, MAX_WORDS, SIGNS, SPACES, QueryError, check_k, check_sign,
+    check_space, check_weight, is_blank, items, numbered_weight, one_each, unique,
+    whole)
+# pylint: enable=unused-import
 
 # Requests.
 
@@ -112,99 +100,6 @@ class Answer:
   skipped: list = dataclasses.field(default_factory=list)  # Labels with no vector.
 
 
-# Values.
-
-
-def _is_blank(value):
-  return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _whole(value):
-  """`value` as an int when it is a whole number (as a number or text), else None."""
-  try:
-    number = float(value)
-  except (TypeError, ValueError):
-    return None
-  ok = not isinstance(value, bool) and math.isfinite(number) and number == int(number)
-  return int(number) if ok else None
-
-
-def check_k(value):
-  """A whole number from 1 to MAX_K."""
-  number = _whole(value)
-  if number is None or not 1 <= number <= MAX_K:
-    raise QueryError(f'k must be a whole number from 1 to {MAX_K}, got {value!r}')
-  return number
-
-
-def check_weight(value, name):
-  """A finite number of size at most MAX_WEIGHT (1 when left empty)."""
-  if _is_blank(value):
-    return 1.0
-  try:
-    number = float(value)
-  except (TypeError, ValueError):
-    raise QueryError(f'{name} must be a number, got {value!r}') from None
-  if isinstance(value, bool) or not math.isfinite(number):
-    raise QueryError(f'{name} must be a finite number, got {value!r}')
-  if abs(number) > MAX_WEIGHT:
-    raise QueryError(f'{name} must be at most {MAX_WEIGHT:g} in size, got {value!r}')
-  return number
-
-
-def check_space(value):
-  if value not in SPACES:
-    raise QueryError(f'space must be one of {", ".join(SPACES)}, got {value!r}')
-  return value
-
-
-def check_sign(value, n):
-  if value not in SIGNS:
-    raise QueryError(f"sign {n} must be '+' or '-', got {value!r}")
-  return 1.0 if value == '+' else -1.0
-
-
-def items(value, what, limit):
-  """The non-empty, stripped entries of a list, or of comma- or line-separated text."""
-  if value is None:
-    value = ()
-  if isinstance(value, str):
-    if len(value) > MAX_LIST_TEXT:
-      raise QueryError(f'{what} is longer than {MAX_LIST_TEXT:,} characters')
-    value = re.split(r'[,\n]', value)
-  if not isinstance(value, (list, tuple)):
-    raise QueryError(f'{what} must be text or a list')
-  if len(value) > MAX_LIST_TEXT:
-    raise QueryError(f'{what} has {len(value):,} entries; the limit is {limit:,}')
-  out = []
-  for entry in value:
-    if not isinstance(entry, (str, int, float)) or isinstance(entry, bool):
-      raise QueryError(f'{what} must hold text, got {entry!r}')
-    text = str(entry).strip()
-    if len(text) > MAX_WORD_CHARS:
-      raise QueryError(f'an entry of {what} is longer than {MAX_WORD_CHARS} characters')
-    if text:
-      out.append(text)
-  if len(out) > limit:
-    raise QueryError(f'{what} has {len(out):,} entries; the limit is {limit:,}')
-  return out
-
-
-def _one_each(values, count, what, name, check):
-  """`check(value, n)` of one value per item, n from 1 (1.0 each when none are given)."""
-  values = items(values, f'the {name}s', MAX_WORDS) if isinstance(values, str) else list(
-      values or ())
-  if not values:
-    return [1.0] * count
-  if len(values) != count:
-    raise QueryError(f'{count} {what}(s) but {len(values)} {name}(s)')
-  return [check(v, n) for n, v in enumerate(values, 1)]
-
-
-def _weight(name):
-  return lambda value, n: check_weight(value, f'{name} {n}')
-
-
 # The searcher's gallery, words and images.
 
 
@@ -218,9 +113,9 @@ def require_gallery(searcher):
 
 def check_gallery_id(searcher, value, name='gallery id'):
   """An id of the searcher's gallery (None when `value` is empty)."""
-  if _is_blank(value):
+  if is_blank(value):
     return None
-  number = _whole(value)
+  number = whole(value)
   if number is None:
     raise QueryError(f'{name} must be a whole number, got {value!r}')
   size = require_gallery(searcher)
@@ -297,7 +192,7 @@ def _candidates(searcher, candidates, labels):
   if candidates != 'list':
     raise QueryError(f"candidates must be one of {', '.join(CANDIDATE_SETS)} or list, "
                      f'got {candidates!r}')
-  listed = list(dict.fromkeys(items(labels, 'the label list', MAX_LABELS)))
+  listed = unique(items(labels, 'the label list', MAX_LABELS))
   if not listed:
     raise QueryError('the label list is empty: type labels separated by commas')
   skipped = without_vector(searcher, listed)
@@ -311,7 +206,8 @@ def _images_by_words(searcher, request):
   words = items(request.words, 'words', MAX_WORDS)
   if not words:
     raise QueryError('words is empty: give one or more words')
-  weights = _one_each(request.weights, len(words), 'word', 'weight', _weight('weight'))
+  weights = one_each(request.weights, len(words), 'word', 'weight',
+                     numbered_weight('weight'))
   require_gallery(searcher)
   _require_vectors(searcher, words)
   rows = searcher.words_to_images(words, weights, k)
@@ -331,13 +227,14 @@ def _algebra(searcher, request):
   k, space = check_k(request.k), check_space(request.space)
   require_gallery(searcher)
   slots = list(request.images)
-  weights = _one_each(request.weights, len(slots), 'image', 'weight', _weight('weight'))
-  signs = _one_each(request.signs, len(slots), 'image', 'sign', check_sign)
+  weights = one_each(request.weights, len(slots), 'image', 'weight',
+                     numbered_weight('weight'))
+  signs = one_each(request.signs, len(slots), 'image', 'sign', check_sign)
   words = items(request.words, 'words', MAX_WORDS)
-  word_weights = _one_each(request.word_weights, len(words), 'word', 'word weight',
-                           _weight('word weight'))
+  word_weights = one_each(request.word_weights, len(words), 'word', 'word weight',
+                           numbered_weight('word weight'))
   filled = [n for n, image in enumerate(slots, 1)
-            if not (_is_blank(image.gallery_id) and image.file is None)]
+            if not (is_blank(image.gallery_id) and image.file is None)]
   check_algebra(len(filled), len(words), space)
   vectors, answer = [], Answer([], k, space, words=words, word_weights=word_weights)
   for n in filled:

@@ -5,11 +5,12 @@ data read, the model built and compiled) under a guard that is committed once th
 stage's first step is done. Until then an exception undoes what the start wrote: the
 files it created are removed and the ones it rewrote (the marker, config.json, the
 classes and label space, the .jsonl logs) get their old bytes back; a workdir that was
-new is removed (emptied, if the directory existed). Two folders are kept: quarantine/
-(checkpoints moved aside on resume, never deleted) and features/ (a correct cache).
-A step done, the run exists:
-a later failure (a NaN loss, Ctrl-C) keeps what was written, and the run resumes.
-In a multi-process run only process 0 (the one that writes the run files) undoes.
+new is emptied but for the lock file (`train.train` holds the workdir's lock, whose
+release removes the file, and the directory if the lock made it). Two folders are
+kept: quarantine/ (checkpoints moved aside on resume, never deleted) and features/ (a
+correct cache). A step done, the run exists: a later failure (a NaN loss, Ctrl-C)
+keeps what was written, and the run resumes. In a multi-process run only process 0
+(the one that writes the run files) undoes.
 """
 
 import contextlib
@@ -20,6 +21,7 @@ import jax
 
 from devise_jax import checkpoint
 from devise_jax import files
+from devise_jax import workdir_lock
 
 
 class StartGuard:
@@ -54,9 +56,12 @@ class StartGuard:
     if kind is None or self.committed or not os.path.isdir(self.workdir):
       return False
     if not self.paths:  # The workdir was new: nothing of the user's is in it.
-      shutil.rmtree(self.workdir, ignore_errors=True)
-      if self.existed:
-        os.makedirs(self.workdir, exist_ok=True)
+      for name in set(os.listdir(self.workdir)) - {workdir_lock.LOCK_FILE}:
+        path = os.path.join(self.workdir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+          shutil.rmtree(path, ignore_errors=True)
+        else:
+          os.remove(path)
       return False
     for path in sorted(set(self._walk()) - self.paths, reverse=True):
       if path.split(os.sep)[0] not in self._KEPT:
@@ -75,6 +80,9 @@ class StartGuard:
     return False
 
   def _walk(self):
+    """Every path under the workdir but the lock file (the lock's own: it removes it)."""
     for root, dirs, names in os.walk(self.workdir):
       for name in dirs + names:
-        yield os.path.relpath(os.path.join(root, name), self.workdir)
+        path = os.path.relpath(os.path.join(root, name), self.workdir)
+        if path != workdir_lock.LOCK_FILE:
+          yield path

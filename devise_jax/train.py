@@ -9,6 +9,8 @@ starts from, trains, freezes and reads is said once, in the stage table.
   this module    the workdir's start, each stage's state and batches, `train`.
 """
 
+import contextlib
+
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
@@ -27,6 +29,7 @@ from devise_jax import stages as stages_lib
 from devise_jax import train_loop
 from devise_jax import train_step
 from devise_jax import vocabulary
+from devise_jax import workdir_lock
 from devise_jax.models import devise
 
 # Re-exported: the CLI, the benchmarks, scripts and tests find these here.
@@ -136,11 +139,22 @@ def _step_and_batches(config, workdir, stage, model, classes, start):
   return step, batches
 
 
+def writing(workdir):
+  """The workdir's lock (`workdir_lock.hold`), taken by process 0 of a run alone."""
+  return workdir_lock.hold(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
+
+
 def train_stage(config, workdir, stage, log=print, after_step=None):
-  """Trains one stage to `config[stage].num_steps`, resuming where the workdir left off.
+  """Trains one stage to `config[stage].num_steps`, resuming where the workdir left off
+  (holding the workdir's lock: `writing`).
 
   `after_step(step)` is called after each step (tests use it to interrupt a run).
   """
+  with writing(workdir):
+    return _train_stage(config, workdir, stage, log, after_step)
+
+
+def _train_stage(config, workdir, stage, log, after_step):
   classes = prepare_workdir(config, workdir)
   stage_config = config[stage]
   if stage_config.batch_size % jax.device_count():
@@ -174,7 +188,8 @@ def train_stage(config, workdir, stage, log=print, after_step=None):
 
 
 def train(config, workdir, stages=stages_lib.STAGES, log=print):
-  """Trains `stages` in order; returns and logs the final params' fingerprint."""
+  """Trains `stages` in order, holding the workdir's lock (`writing`); returns and logs
+  the final params' fingerprint."""
   stages = list(stages)
   if not stages:
     raise ValueError(f'no stages to train; expected some of {list(stages_lib.STAGES)}')
@@ -182,9 +197,10 @@ def train(config, workdir, stages=stages_lib.STAGES, log=print):
   if unknown:
     raise ValueError(f'unknown stages {unknown}; expected some of {list(stages_lib.STAGES)}')
   config_checks.check(config, stages, jax.device_count())
-  for stage in stages:  # A stage's failed start leaves the workdir as it was.
-    with rollback.StartGuard(workdir) as guard:
-      state = train_stage(config, workdir, stage, log, after_step=guard.commit)
+  with writing(workdir):
+    for stage in stages:  # A stage's failed start leaves the workdir as it was.
+      with rollback.StartGuard(workdir) as guard:
+        state = train_stage(config, workdir, stage, log, after_step=guard.commit)
   value = artefacts.fingerprint(state.params)
   log(f'params fingerprint: {value}')
   return value

@@ -5,8 +5,10 @@ Every case of `CASES` is one bad request said three ways: `devise-jax search` fl
 (the CLI's parser and main, in this process), a call of a Gradio handler function
 (demo/handlers.py, without the page's own component checks) and a REST request
 (demo/api.py through FastAPI's TestClient). All three must refuse it with exactly the
-same line. Then: the layer's answers are the searcher's, and `devise-jax search` is
-quiet and leaves TensorFlow unimported.
+same line. Then: the layer's answers are the searcher's (a label list deduplicated
+case-insensitively, one unseen flag per label, the same from every front-end; scores
+clipped to the cosines' range), and `devise-jax search` is quiet and leaves TensorFlow
+unimported.
 """
 
 import io
@@ -25,8 +27,10 @@ import pytest
 
 from devise_jax import cli
 from devise_jax import gallery
+from devise_jax import images as images_lib
 from devise_jax import queries
 from devise_jax import run as run_lib
+from devise_jax import search
 from devise_jax.demo import api
 from devise_jax.demo import handlers
 
@@ -126,7 +130,8 @@ CASES = [
 
 
 def _cli(argv, workdir, files, capsys):
-  """(exit code, stderr) of `devise-jax search --workdir W ARGV`, in this process."""
+  """(exit code, captured stdout and stderr) of `devise-jax search --workdir W ARGV`,
+  in this process."""
   from absl import flags  # pylint: disable=import-outside-toplevel
   argv = [files.get(a, a) for a in argv]
   code = 0
@@ -138,7 +143,7 @@ def _cli(argv, workdir, files, capsys):
     code = e.code
   finally:
     flags.FLAGS.unparse_flags()
-  return code, capsys.readouterr().err
+  return code, capsys.readouterr()
 
 
 def _gradio(backend, handler, kwargs, files):
@@ -174,10 +179,63 @@ def test_every_front_end_says_the_same_line(name, argv, gradio, http, message, w
   # The CLI asks the demo's loaded run and searcher (loading is not what is tested).
   monkeypatch.setattr(run_lib.Run, 'load', classmethod(lambda cls, w: backend.run))
   monkeypatch.setattr(gallery, 'Searcher', lambda run, name=None: backend.searcher)
-  code, stderr = _cli(argv, workdir, files, capsys)
-  assert (code, stderr) == (1, f'devise-jax: error: {message}\n')
+  code, captured = _cli(argv, workdir, files, capsys)
+  assert (code, captured.err) == (1, f'devise-jax: error: {message}\n')
   assert _gradio(backend, *gradio, files) == message
   assert _rest(rest, *http, files) == message
+
+
+def test_a_label_list_is_one_label_per_spelling_with_one_unseen_flag(
+    workdir, backend, rest, files, capsys, monkeypatch):
+  """'sandal,Sandal,Bag,bag,SHIRT': three labels, each typed spelling's first kept,
+  unseen when it names one of the run's unseen classes (classes.json) whatever its
+  case, scored by the cosine of the image's vector and the word's; the same rows
+  from the library, the CLI, a Gradio handler and the REST API."""
+  monkeypatch.setattr(run_lib.Run, 'load', classmethod(lambda cls, w: backend.run))
+  monkeypatch.setattr(gallery, 'Searcher', lambda run, name=None: backend.searcher)
+  searcher, typed = backend.searcher, 'sandal,Sandal,Bag,bag,SHIRT'
+  with open(os.path.join(workdir, 'classes.json')) as f:
+    classes = json.load(f)
+  unseen = {classes['names'][i].lower() for i in classes['unseen_ids']}
+  assert unseen == {'sandal', 'shirt', 'ankle boot'}
+  vector = searcher.embed_images([images_lib.decode(files['picture.png'])])[0][0]
+  cosine = {w: float(searcher.word_vector(w) @ vector) for w in ('sandal', 'Bag', 'SHIRT')}
+  want = sorted(((w, w.lower() in unseen) for w in cosine), key=lambda x: -cosine[x[0]])
+  answer = queries.answer(searcher, queries.Labels(queries.QueryImage(
+      file=files['picture.png']), 'list', typed, 5))
+  code, captured = _cli(['--images', 'picture.png', '--labels', typed], workdir, files,
+                        capsys)
+  assert code == 0
+  table, _ = handlers.make_handlers(backend)['zero_shot'](
+      image=files['picture.png'], candidates='list', labels=typed, k=5)
+  with open(files['picture.png'], 'rb') as f:
+    response = rest.post('/api/labels', params={'candidates': typed, 'k': 5},
+                         files={'image': ('upload.png', f.read(), 'image/png')})
+  got = {'library': answer.rows, 'cli': json.loads(captured.out),
+         'gradio': table.to_dict('records'), 'rest': response.json()['labels']}
+  for name, rows in got.items():
+    assert [(r['label'], bool(r['unseen'])) for r in rows] == want, name
+    for r in rows:
+      assert r['score'] == pytest.approx(cosine[r['label']], abs=1e-4), name
+
+
+def test_similarity_scores_stay_in_the_cosines_range(backend, monkeypatch):
+  """An image and its duplicate: float32 products of unit vectors overshoot 1 (a hand
+  case where they do), and the query layer's scores are the exact bounds."""
+  v = np.array([0.875998318195343, -0.4264361560344696, 0.22534246742725372], np.float32)
+  keys = np.stack([v, v, -v])
+  raw, _ = search.topk(v, keys, 3)
+  assert raw[0] > 1.0 and raw[-1] < -1.0  # What the search itself returns.
+  searcher = backend.searcher
+  monkeypatch.setattr(searcher, 'gallery', dict(devise=keys, siamese=keys))
+  monkeypatch.setattr(searcher, 'meta', dict(refs=['a', 'a copy', 'b'],
+                                             label_names=['x', 'x', 'y']))
+  for space in ('devise', 'siamese'):
+    answer = queries.answer(searcher, queries.Similar(queries.QueryImage(0), space, 2))
+    assert [(r['id'], r['score']) for r in answer.rows] == [(1, 1.0), (2, -1.0)]
+  answer = queries.answer(searcher, queries.Algebra(
+      [queries.QueryImage(0), queries.QueryImage(2)], signs=['+', '-'], k=1))
+  assert [(r['id'], r['score']) for r in answer.rows] == [(1, 1.0)]
 
 
 def test_answers_are_the_searchers(backend):
