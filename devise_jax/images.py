@@ -9,8 +9,15 @@ user. One set of limits and conversions, so every entry point treats a file the 
   image as a (local or uploaded) file;
 - more than `MAX_BYTES` bytes: refused before reading them;
 - not an image, an empty file or an image of zero size: refused;
-- more than `MAX_PIXELS` pixels (decompression bombs, e.g. a 12 KB PNG of 10000x10000):
-  refused from the header, before any pixel is decoded;
+- more than `MAX_PIXELS` pixels (decompression bombs, e.g. a 12 KB PNG of 10000x10000),
+  or more than `MAX_DECODED_BYTES` to hold while decoding (`decoded_bytes`: pixels x
+  bytes a pixel as Pillow holds them, 2 for 16-bit, 4 for float and 8-bit RGB, times
+  the copies the format's decoder makes; for a JPEG, its DCT-reduced output plus the
+  whole image's coefficients when it has several scans, as progressive JPEGs do), or
+  a file of more than `MAX_SLOW_BYTES` in a format Pillow decodes in Python (QOI,
+  run-length BMP, plain PPM, ...): refused from the header, before any pixel is
+  decoded. The costliest images admitted take about 63 MB and 0.33 s here
+  (experiments/bench/bench_decode.py);
 - truncated or corrupt files: refused (Pillow's `LOAD_TRUNCATED_IMAGES` stays off);
 - EXIF orientation is applied; animated images (GIF, APNG, WebP) give their first
   frame, as a still picture of them would;
@@ -19,7 +26,13 @@ user. One set of limits and conversions, so every entry point treats a file the 
   0); 48-bit RGB PNGs keep their high bytes (Pillow's reading);
 - transparency (RGBA, LA, P with a transparent colour) is composited on white;
 - anything larger than `MAX_SIDE` is shrunk to fit (aspect kept, at least 1 pixel a
-  side), so that 100000x1 and 1x1 images both reach the model's resize cheaply;
+  side), so that 100000x1 and 1x1 images both reach the model's resize cheaply: a JPEG
+  is decoded at a reduced DCT scale; other images are converted a band of rows at a
+  time, and one of 2 x MAX_SIDE or more a side is reduced band by band (box means,
+  `Image.reduce`) before the final resize, so a decode holds one full-size copy only.
+  Such large images differ from one direct resize (both are box means, over
+  slightly different windows: about 0.2 grey levels apart on average once the
+  model has resized them to 36 px, 1 at 256 px); smaller ones give the same pixels;
 - a caller that needs fewer pixels passes `shrink`: a JPEG is then decoded at a
   reduced DCT scale (`dct_scale`), far cheaper than a full decode. `size` reads an
   image's size from its header, with the same checks, before anything is decoded.
@@ -34,13 +47,19 @@ import warnings
 
 import numpy as np
 import PIL.Image
-import PIL.ImageOps
+
+from devise_jax import image_cost
 
 MAX_PIXELS = 40_000_000  # 40 MP: Pillow's own limit is ~89 MP.
 MAX_BYTES = 10 * 1024 * 1024  # Larger files are refused (the demo's server refuses them too).
+MAX_DECODED_BYTES = 32 * 2**20  # What a decode may hold at once (`decoded_bytes`).
+MAX_SLOW_BYTES = 256 * 1024  # Files that Pillow decodes in Python (QOI, RLE BMP, ...).
 MAX_SIDE = 1024  # Decoded images are shrunk to fit in MAX_SIDE x MAX_SIDE.
+MODEL_SIDE = 256  # The largest input of the recipes (ImageNet's 224 + 32 of padding).
 DISPLAY_SIDE = 112  # Small gallery pictures are enlarged (nearest) to about this size.
 
+_BAND_BYTES = 2 * 2**20  # Rows converted at a time, as 4-byte pixels.
+_SIXTEEN_BITS = np.rint(np.arange(65536) / 257.0).astype(np.uint8)  # 16 -> 8 bits.
 _URL = re.compile(r"^\s*([a-z][a-z0-9+.-]*://|data:)", re.IGNORECASE)
 
 
@@ -100,7 +119,7 @@ def _opened(data, name):
       # refusals here, and the size check below applies the lower MAX_PIXELS.
       warnings.simplefilter('error', PIL.Image.DecompressionBombWarning)
       with PIL.Image.open(io.BytesIO(data)) as image:
-        _check_size(image, name)
+        _check_size(image, name, data)
         yield image
   except ImageError:
     raise
@@ -145,29 +164,58 @@ def _read_bytes(source, name):
   return data
 
 
-def _check_size(image, name):
+def _check_size(image, name, data):
   width, height = image.size
   if width <= 0 or height <= 0:
     raise ImageError(f'{name} is empty ({width}x{height} pixels)')
   if width * height > MAX_PIXELS:
     raise ImageError(f'{name} is {width}x{height} = {width * height / 1e6:.0f} megapixels; '
                      f'the limit is {MAX_PIXELS // 1_000_000} megapixels')
+  if image_cost.slow(image) and len(data) > MAX_SLOW_BYTES:
+    raise ImageError(f'{name} is a {image.format} file ({image_cost.codec(image)}) of '
+                     f'{len(data) / 2**20:.1f} MB, which Pillow decodes slowly; the limit '
+                     f'for it is {MAX_SLOW_BYTES // 1024} KB: send a PNG or JPEG')
+  cost = decoded_bytes(image, data)
+  if cost > MAX_DECODED_BYTES:
+    kind = f'{image.format or ""} {image.mode}'.strip()
+    raise ImageError(f'{name} ({width}x{height} {kind}) would take {cost / 2**20:.0f} MB '
+                     f'to decode; the limit is {MAX_DECODED_BYTES // 2**20} MB: send a '
+                     f'smaller image (the model sees at most {MODEL_SIDE}x{MODEL_SIDE} '
+                     'pixels)')
+
+
+def decoded_bytes(image, data):
+  """Bytes a decode of `image` (opened, not loaded; `data` its file) holds at once,
+  from its header (`devise_jax.image_cost`): the pixels as Pillow holds them, times
+  the copies the format's decoder makes; a JPEG's at the DCT scale `decode` asks for
+  (at most 2 x MAX_SIDE a side), plus the whole image's DCT coefficients when it has
+  several scans (progressive JPEGs)."""
+  width, height = image.size
+  if image.format not in image_cost.JPEG:
+    return width * height * image_cost.pixel_bytes(image.mode) * image_cost.copies(image)
+  most = min(width // min(MAX_SIDE, width), height // min(MAX_SIDE, height))
+  scale = next(s for s in (8, 4, 2, 1) if s <= most)  # What `draft` picks at shrink 1.
+  out = math.ceil(width / scale) * math.ceil(height / scale)
+  return (out * image_cost.pixel_bytes(image.mode)
+          + image_cost.jpeg_coefficient_bytes(image, data))
 
 
 def _to_array(image, name, shrink=1.0):
   if getattr(image, 'n_frames', 1) > 1:
     image.seek(0)  # Animated: the first frame.
-  if image.format == 'JPEG':  # Decodes large JPEGs at a reduced scale: much faster.
+  if image.format in image_cost.JPEG:  # Large JPEGs decode at a reduced scale: faster.
     width, height = image.size
     shrink = max(1.0, shrink)
     image.draft(image.mode, (min(MAX_SIDE, math.ceil(width / shrink)),
                              min(MAX_SIDE, math.ceil(height / shrink))))
   image.load()
   try:
-    image = PIL.ImageOps.exif_transpose(image)
+    orientation = image.getexif().get(_ORIENTATION, 1)
   except Exception:  # pylint: disable=broad-except
-    pass  # A malformed EXIF block: keep the stored orientation.
-  image = _to_rgb(image)
+    orientation = 1  # A malformed EXIF block: keep the stored orientation.
+  image = _reduced_rgb(image, max(1, max(image.size) // MAX_SIDE))
+  if orientation in _TRANSPOSE:
+    image = image.transpose(_TRANSPOSE[orientation])
   width, height = image.size
   if max(width, height) > MAX_SIDE:
     scale = MAX_SIDE / max(width, height)
@@ -177,11 +225,62 @@ def _to_array(image, name, shrink=1.0):
   if array.ndim != 3 or array.shape[2] != 3 or array.size == 0:
     raise ImageError(f'{name} could not be converted to RGB (shape {array.shape})')
   return np.ascontiguousarray(array)
-def _to_rgb(image):
-  """RGB from any mode; transparency composited on white; wide modes scaled to 8 bits."""
+
+
+_T = PIL.Image.Transpose
+_TRANSPOSE = {2: _T.FLIP_LEFT_RIGHT, 3: _T.ROTATE_180, 4: _T.FLIP_TOP_BOTTOM,
+              5: _T.TRANSPOSE, 6: _T.ROTATE_270, 7: _T.TRANSVERSE, 8: _T.ROTATE_90}
+
+
+def _reduced_rgb(image, factor):
+  """RGB of a loaded image, shrunk `factor` times (box means), converted a band of
+  rows at a time: the conversions never hold a second full-size copy."""
+  width, height = image.size
+  wide = _wide_range(image) if _is_wide(image.mode) and image.mode[:4] != 'I;16' else None
+  if image.mode == 'P' and 'transparency' in image.info:
+    _composite_palette(image)
+  if width * height * 4 <= _BAND_BYTES:
+    rgb = _to_rgb(image, wide)
+    return rgb.reduce(factor) if factor > 1 else rgb
+  out = PIL.Image.new('RGB', (math.ceil(width / factor), math.ceil(height / factor)))
+  for top, band in _bands(image, factor):
+    band = _to_rgb(band, wide)
+    out.paste(band.reduce(factor) if factor > 1 else band, (0, top // factor))
+  return out
+
+
+def _composite_palette(image):
+  """Composites a palette image's colours on white, in place (its transparency then
+  dropped): a pixel's colour is its index's, so the bands convert as plain palette
+  images, several times faster than compositing every pixel."""
+  strip = PIL.Image.frombytes('P', (256, 1), bytes(range(256)))
+  strip.putpalette(image.getpalette(image.palette.mode), image.palette.mode)
+  strip.info['transparency'] = image.info.pop('transparency')
+  image.putpalette(_to_rgb(strip).tobytes(), 'RGB')
+
+
+def _bands(image, factor=1):
+  """(top row, crop) of bands of about _BAND_BYTES (as 4-byte pixels), a multiple of
+  `factor` rows each: the crops are copies of one band."""
+  width, height = image.size
+  rows = factor * max(1, _BAND_BYTES // (4 * width * factor))
+  for top in range(0, height, rows):
+    yield top, image.crop((0, top, width, min(height, top + rows)))
+
+
+def _is_wide(mode):
+  return mode.startswith('I') or mode == 'F'
+
+
+def _to_rgb(image, wide=None):
+  """RGB from any mode; transparency composited on white; wide modes (16-bit, 32-bit,
+  float) scaled to 8 bits over `wide`, the whole image's (low, top)."""
   mode = image.mode
-  if mode.startswith('I') or mode == 'F':
-    return PIL.Image.fromarray(_wide_to_uint8(np.asarray(image), mode), 'L').convert('RGB')
+  if mode.startswith('I;16'):  # Every 16-bit value scales by 1/257: a table does it.
+    return PIL.Image.fromarray(_SIXTEEN_BITS[np.asarray(image)], 'L').convert('RGB')
+  if _is_wide(mode):
+    array = _finite(np.asarray(image))
+    return PIL.Image.fromarray(_wide_to_uint8(array, mode, *wide), 'L').convert('RGB')
   has_alpha = (mode in ('RGBA', 'RGBa', 'LA', 'La', 'PA')
                or 'transparency' in image.info)
   if has_alpha:
@@ -199,13 +298,30 @@ def _to_rgb(image):
     raise ImageError(f'images of mode {mode} are not supported') from None
 
 
-def _wide_to_uint8(array, mode):
-  """8-bit gray from 16-bit, 32-bit integer or float pixels, without NaN."""
-  array = np.nan_to_num(array.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-  if array.ndim == 3:
-    array = array[..., 0]
-  top = float(array.max()) if array.size else 0.0
-  low = float(array.min()) if array.size else 0.0
+def _finite(array):
+  """float64 of one band (the first, if several), NaN and infinities 0."""
+  array = np.asarray(array, np.float64)
+  return np.nan_to_num(array[..., 0] if array.ndim == 3 else array,
+                       nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _wide_range(image):
+  """(lowest, highest) value of a 32-bit or float image, NaN and infinities counted
+  as 0, a band at a time (in the band's own type: the same values as float64)."""
+  low, top = math.inf, -math.inf
+  for _, band in _bands(image):
+    array = np.array(band)
+    array = array[..., 0] if array.ndim == 3 else array
+    if array.dtype.kind == 'f':
+      np.nan_to_num(array, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    if array.size:
+      low, top = min(low, float(array.min())), max(top, float(array.max()))
+  return (low, top) if low <= top else (0.0, 0.0)
+
+
+def _wide_to_uint8(array, mode, low, top):
+  """8-bit gray from 16-bit, 32-bit integer or float pixels (finite), given the whole
+  image's lowest and highest values."""
   if mode == 'F' and low >= 0.0 and top <= 1.0:
     array = array * 255.0  # Floats in [0, 1].
   elif low >= 0.0 and top <= 255.0 and mode == 'F':

@@ -94,6 +94,17 @@ def cmyk_file():
 
 _palette, _exif, _animated, _cmyk = palette_file(), exif_file(), animated_file(), cmyk_file()
 WIDE = RNG.integers(0, 65536, (12, 9), dtype=np.uint16)
+# Images of more than one band of rows (`images._BAND_BYTES`), under MAX_SIDE a side.
+BIG_RGB = RNG.integers(0, 256, (700, 1000, 3), dtype=np.uint8)
+BIG_ALPHA = RNG.integers(0, 256, (700, 1000), dtype=np.uint8)
+BIG_WIDE = RNG.integers(0, 65536, (700, 1000), dtype=np.uint16)
+BIG_FLOAT = RNG.normal(0, 1000, (700, 1000)).astype(np.float32)
+BIG_FLOAT[699, 999] = np.nan  # 0, inside the range, which the last band alone holds:
+BIG_FLOAT[0, 0], BIG_FLOAT[699, 0] = -5000.0, 7000.0  # one range over every band.
+
+
+def stretched(values, low, top):
+  return np.nan_to_num(values.astype(np.float64) - low) * 255.0 / (top - low)
 
 # name: (file bytes, expected RGB array; compared within 1 grey level).
 GOOD = {
@@ -114,6 +125,14 @@ GOOD = {
                                                        'F'), 'TIFF'), gray3(GRAY)),
     'float tiff of NaN': (saved(PIL.Image.fromarray(np.full((3, 3), np.nan, np.float32),
                                                     'F'), 'TIFF'), np.zeros((3, 3, 3))),
+    'small qoi (decoded by Python code)': (saved(PIL.Image.fromarray(RGB), 'QOI'), RGB),
+    'rgba png in bands': (png(np.dstack([BIG_RGB, BIG_ALPHA]), 8, 6),
+                          on_white(BIG_RGB, BIG_ALPHA)),
+    'gray 16-bit png in bands': (png(BIG_WIDE, 16, 0), gray3(BIG_WIDE / 257.0)),
+    'float tiff in bands, stretched over all of them': (
+        saved(PIL.Image.fromarray(BIG_FLOAT, 'F'), 'TIFF'),
+        gray3(np.where(np.isnan(BIG_FLOAT), 5000 * 255 / 12000,
+                       stretched(BIG_FLOAT, -5000.0, 7000.0)))),
 }
 
 # name: (file bytes or a path-like string, a phrase the one-line error must contain).
@@ -129,6 +148,18 @@ BAD = {
     'header says 30000x30000': (png(np.zeros((1, 1), np.uint8), 8, 0, 30000, 30000),
                                 'too many pixels'),
     'over the byte limit': (b'\x89PNG' + b'\0' * images.MAX_BYTES, 'larger than 10 MB'),
+    '16-bit png of 6300x6300 (the issue\'s)': (
+        png(np.zeros((1, 1), np.uint16), 16, 0, 6300, 6300),
+        '(6300x6300 PNG I;16) would take 76 MB to decode; the limit is 32 MB'),
+    'float tiff of 3000x3000': (
+        saved(PIL.Image.new('F', (3000, 3000)), 'TIFF', compression='tiff_adobe_deflate'),
+        '(3000x3000 TIFF F) would take 34 MB to decode; the limit is 32 MB'),
+    'qoi of 750 KB': (saved(PIL.Image.fromarray(RNG.integers(0, 256, (500, 500, 3),
+                                                             dtype=np.uint8)), 'QOI'),
+                      'which Pillow decodes slowly; the limit for it is 256 KB'),
+    'progressive jpeg of 2400x2400': (
+        saved(PIL.Image.new('RGB', (2400, 2400)), 'JPEG', progressive=True, subsampling=0),
+        '(2400x2400 JPEG RGB) would take 38 MB to decode'),
     'http url': ('http://127.0.0.1:9/cat.png', 'is a URL'),
     'https url': ('HTTPS://example.com/cat.png', 'is a URL'),
     'ftp url': ('ftp://example.com/cat.png', 'is a URL'),
@@ -170,12 +201,65 @@ def test_bad_files_are_refused_in_one_line(name, tmp_path):
 def test_a_decompression_bomb_is_refused_before_any_pixel_is_decoded(monkeypatch):
   data = bomb(10000)  # 100 MP of zeros in a few KB.
   assert len(data) < 200_000
+  wide = png(np.zeros((1, 1), np.uint16), 16, 0, 6000, 6000)  # 36 MP, 69 MB decoded.
 
   def no_decoding(*args, **kwargs):
     raise AssertionError('pixels were decoded')
   monkeypatch.setattr(PIL.ImageFile.ImageFile, 'load', no_decoding)
   with pytest.raises(images.ImageError, match='megapixels'):
     images.decode(data)
+  with pytest.raises(images.ImageError, match='would take 69 MB to decode'):
+    images.decode(wide)
+
+
+def test_what_a_decode_holds_is_estimated_from_the_header():
+  """Pixels x bytes a pixel as Pillow holds them (x the copies WebP's decoder keeps);
+  a JPEG at its DCT scale, plus, with several scans, 2 bytes a coefficient."""
+  def cost(data):
+    with PIL.Image.open(io.BytesIO(data)) as image:
+      return images.decoded_bytes(image, data)
+  gray = np.zeros((50, 100), np.uint8)
+  rgb = np.zeros((50, 100, 3), np.uint8)
+  assert cost(png(gray, 8, 0)) == 100 * 50
+  assert cost(png(gray, 16, 0)) == 100 * 50 * 2
+  assert cost(png(rgb, 8, 2)) == cost(png(rgb, 16, 2)) == 100 * 50 * 4
+  assert cost(saved(PIL.Image.fromarray(gray.astype(np.float32), 'F'), 'TIFF')) == 20000
+  assert cost(saved(PIL.Image.fromarray(rgb), 'WEBP')) == 100 * 50 * 4 * 4
+  jpeg = lambda size, **kw: saved(PIL.Image.new('RGB', size), 'JPEG', **kw)
+  assert cost(jpeg((100, 50))) == 100 * 50 * 4
+  assert cost(jpeg((8192, 2048))) == 4096 * 1024 * 4  # At 1/2: the short side's 1024.
+  # Y at full resolution, Cb and Cr at a quarter (4:2:0), or all three at full (4:4:4).
+  assert cost(jpeg((64, 64), progressive=True)) == 64 * 64 * (4 + 2 * 6 // 4)
+  assert cost(jpeg((64, 64), progressive=True, subsampling=0)) == 64 * 64 * (4 + 2 * 3)
+  exif = PIL.Image.Exif()
+  exif[0x0112] = 6  # An EXIF block holding a thumbnail's markers is not a second scan.
+  assert cost(saved(PIL.Image.new('RGB', (64, 64)), 'JPEG', exif=exif)) == 64 * 64 * 4
+
+
+@pytest.mark.parametrize('mode', ['RGBA', 'I;16', 'P'])
+def test_large_images_are_reduced_band_by_band_to_box_means(mode):
+  """4096 x 300: reduced 4 x 4 (to 1024 x 75) a band at a time, against numpy's means
+  of 4 x 4 blocks of the image composited on white (or scaled to 8 bits)."""
+  rng = np.random.default_rng(1)
+  rgb = rng.integers(0, 256, (300, 4096, 3), dtype=np.uint8)
+  alpha = rng.integers(0, 256, (300, 4096), dtype=np.uint8)
+  index = rng.integers(0, 16, (300, 4096), dtype=np.uint8)
+  palette = rng.integers(0, 256, (16, 3), dtype=np.uint8)
+  if mode == 'RGBA':
+    data, full = png(np.dstack([rgb, alpha]), 8, 6), on_white(rgb, alpha)
+  elif mode == 'I;16':
+    wide = rgb[..., 0].astype(np.uint16) * 257 + 100
+    data, full = png(wide, 16, 0), gray3(np.rint(wide / 257.0))
+  else:  # Palette, colour 3 transparent.
+    image = PIL.Image.fromarray(index, 'P')
+    image.putpalette(palette.flatten().tolist())
+    data = saved(image, transparency=3)
+    full = np.where((index == 3)[..., None], 255.0, palette[index])
+  full = np.rint(full)  # The 8-bit image the blocks are averaged over.
+  want = full.reshape(75, 4, 1024, 4, 3).mean(axis=(1, 3))
+  got = images.decode(data)
+  assert got.shape == (75, 1024, 3)
+  assert np.abs(got - want).max() <= 1.0
 
 
 def test_large_images_are_shrunk_to_the_side_limit():
