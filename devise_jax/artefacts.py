@@ -86,13 +86,16 @@ def load_eval(workdir):
   return files.read_json(path) if os.path.exists(path) else None
 
 
+CALIBRATION = 'calibration.json'
+
+
 def save_calibration(workdir, record):
-  files.write_json(os.path.join(workdir, 'calibration.json'), record)
+  files.write_json(os.path.join(workdir, CALIBRATION), record)
 
 
 def load_calibration(workdir):
   """The calibrated-stacking gammas saved by evaluation, or None."""
-  path = os.path.join(workdir, 'calibration.json')
+  path = os.path.join(workdir, CALIBRATION)
   return files.read_json(path) if os.path.exists(path) else None
 
 

@@ -21,6 +21,7 @@ experiments/results/fashion_mnist_zsl_ablation.md).
 
 import numpy as np
 
+from devise_jax import stages as stages_lib
 from devise_jax.evaluators import common
 from devise_jax.evaluators import conse
 
@@ -118,9 +119,11 @@ def class_folds(seen, seed, max_folds=10):
 
 
 def saved_key(steps, seen, seed):
-  """What a saved calibration (calibration.json) was computed from: the checkpoints'
-  steps and the folds. A saved record is reused only when these match."""
-  return dict(steps=dict(steps), folds=[[int(c) for c in f] for f in class_folds(seen, seed)])
+  """What a saved calibration (calibration.json) was computed from: the checkpoint
+  steps of the stages it reads (stages 1 and 2: a Siamese head changes nothing of it)
+  and the folds. A saved record is reused only when these match."""
+  steps = {s: steps[s] for s in stages_lib.REQUIRED_STAGES if s in steps}
+  return dict(steps=steps, folds=[[int(c) for c in f] for f in class_folds(seen, seed)])
 
 
 def matches(saved, key):

@@ -21,6 +21,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from devise_jax import artefacts
 from devise_jax import stages as stages_lib
 from devise_jax import wordvec
 from devise_jax import workdir_lock
@@ -256,20 +257,27 @@ def private_paths(workdir, config=None):
   return sorted({os.path.abspath(os.path.expanduser(p)) for p in paths if p})
 
 
-def link_stage(source, workdir, stage):
-  """Starts `workdir` from `source`'s run up to `stage`: its config, classes, label
-  space, the stage's checkpoints and cached features, hard-linked (no copy, nothing of
-  `source` changes). Later stages, evaluations and galleries are not taken."""
-  if not os.path.isdir(os.path.join(source, 'checkpoints', stage)):
-    raise CheckpointError(f'no {stage} checkpoint in {source} to start from')
+def link_stages(source, workdir, stages):
+  """Starts `workdir` from `source`'s run with `stages` trained: its config, classes,
+  label space, the stages' checkpoints and cached features, hard-linked (no copy,
+  nothing of `source` changes). With every required stage, its calibration goes too
+  (it reads nothing else); other stages, evaluations and galleries are not taken."""
+  for stage in stages:
+    if not os.path.isdir(os.path.join(source, 'checkpoints', stage)):
+      raise CheckpointError(f'no {stage} checkpoint in {source} to start from')
   os.makedirs(os.path.join(workdir, 'checkpoints'))
   for name in _RUN_FILES:
     os.link(os.path.join(source, name), os.path.join(workdir, name))
-  shutil.copytree(os.path.join(source, 'checkpoints', stage),
-                  os.path.join(workdir, 'checkpoints', stage), copy_function=os.link)
   features = os.path.join(source, 'features')
-  for name in os.listdir(features) if os.path.isdir(features) else ():
-    if name.startswith(f'{stage}-'):
-      shutil.copytree(os.path.join(features, name),
-                      os.path.join(workdir, 'features', name), copy_function=os.link)
+  cached = os.listdir(features) if os.path.isdir(features) else []
+  for stage in stages:
+    shutil.copytree(os.path.join(source, 'checkpoints', stage),
+                    os.path.join(workdir, 'checkpoints', stage), copy_function=os.link)
+    for name in cached:
+      if name.startswith(f'{stage}-'):
+        shutil.copytree(os.path.join(features, name),
+                        os.path.join(workdir, 'features', name), copy_function=os.link)
+  calibration = os.path.join(source, artefacts.CALIBRATION)
+  if set(stages_lib.REQUIRED_STAGES) <= set(stages) and os.path.exists(calibration):
+    os.link(calibration, os.path.join(workdir, artefacts.CALIBRATION))
   _write_marker(workdir)

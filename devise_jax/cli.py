@@ -124,7 +124,7 @@ def _protocol():
   result = protocol.run_protocol(
       _CONFIG.value, _OUT.value, num_splits=_SPLITS.value, seeds=range(_SEEDS.value),
       num_unseen=_UNSEEN.value, validation=_VALIDATION.value,
-      stages=_STAGES.value if flags.FLAGS['stages'].present else ('stage1', 'stage2'),
+      stages=_STAGES.value,
       split_seed=_SPLIT_SEED.value, reuse_from=_REUSE.value)
   if result is None:
     return

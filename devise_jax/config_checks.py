@@ -4,8 +4,9 @@
 steps, a negative learning rate, a batch that does not divide over the devices) as
 `--config.KEY=VALUE: what it must be`, the way it is typed on the command line, before
 anything is written to a workdir. Choices (optimizers, losses, models) are checked by
-the modules that own them; the start of a run is guarded (`devise_jax/rollback.py`),
-so a value that fails there leaves no trace either.
+the modules that own them (the stage-3 loss and head also here, against their
+modules' tables); the start of a run is guarded (`devise_jax/rollback.py`), so a value
+that fails there leaves no trace either.
 
 `load_config_file` is how scripts and recipes read a config file outside the CLI (a
 recipe builds on the embedded default's config this way).
@@ -15,6 +16,8 @@ import importlib.util
 import math
 import numbers
 
+from devise_jax import losses
+from devise_jax.models import siamese as siamese_model
 from devise_jax.stages import STAGES
 
 
@@ -28,7 +31,14 @@ def load_config_file(path, variant=None):
 _POSITIVE_INT = (lambda v: _is_int(v) and v > 0, 'must be a positive integer')
 _NON_NEGATIVE_INT = (lambda v: _is_int(v) and v >= 0, 'must be an integer >= 0')
 _NON_NEGATIVE = (lambda v: _is_number(v) and v >= 0, 'must be a finite number >= 0')
+_POSITIVE = (lambda v: _is_number(v) and v > 0, 'must be a finite number > 0')
 _PROBABILITY = (lambda v: _is_number(v) and 0 <= v < 1, 'must be a number in [0, 1)')
+
+
+def _one_of(choices):
+  return (lambda v: v in choices, f'must be one of {sorted(choices)}')
+
+
 RULES = {
     'seed': _NON_NEGATIVE_INT,
     'log_every': _POSITIVE_INT,
@@ -58,6 +68,14 @@ RULES = {
     'stage3.classes_per_batch': (lambda v: _is_int(v) and v >= 2,
                                  'must be an integer >= 2'),
     'stage3.margin': _NON_NEGATIVE,
+    'stage3.loss': _one_of(losses.SIAMESE_LOSSES),
+    'stage3.head': _one_of(siamese_model.HEADS),
+    'stage3.widths': (lambda v: isinstance(v, (tuple, list)) and all(
+        _is_int(w) and w > 0 for w in v), 'must be a tuple of positive integers'),
+    'stage3.ms_alpha': _POSITIVE,
+    'stage3.ms_beta': _POSITIVE,
+    'stage3.ms_base': (lambda v: _is_number(v), 'must be a finite number'),
+    'stage3.ms_epsilon': _NON_NEGATIVE,
 }
 for _stage in STAGES:
   RULES.update({f'{_stage}.num_steps': _POSITIVE_INT, f'{_stage}.batch_size': _POSITIVE_INT,

@@ -1,4 +1,5 @@
-"""Losses: softmax cross-entropy (stage 1) and the DeViSE losses (stage 2).
+"""Losses: softmax cross-entropy (stage 1), the DeViSE losses (stage 2) and the
+metric-learning losses of the Siamese head (stage 3).
 
 Every function returns per-example losses [B]; the caller averages them.
 """
@@ -134,5 +135,32 @@ def triplet_semi_hard(embeddings, labels, margin=0.2):
   return jnp.sum(loss, 1) / jnp.maximum(jnp.sum(valid, 1), 1)
 
 
+def _log1p_sum_exp(z, mask):
+  """log(1 + sum over `mask` of exp(z)) per row of `z` [B, B], without overflow."""
+  z = jnp.where(mask, z, -jnp.inf)
+  return jax.nn.logsumexp(jnp.concatenate([jnp.zeros((len(z), 1)), z], axis=1), axis=1)
+
+
+def multi_similarity(embeddings, labels, alpha=2.0, beta=50.0, base=0.5, epsilon=0.1):
+  """Multi-similarity loss with its pair mining (Wang et al., CVPR 2019).
+
+  On cosines S, anchor i keeps the negatives j with S_ij + epsilon > its lowest
+  positive S and the positives j with S_ij - epsilon < its highest negative S, and pays
+  log(1 + sum_{kept p} exp(-alpha (S_ip - base))) / alpha
+  + log(1 + sum_{kept n} exp(beta (S_in - base))) / beta
+  (a part with no kept pair is 0). Mining only selects: no gradient flows through it.
+  """
+  s = embeddings @ embeddings.T
+  same = labels[:, None] == labels[None, :]
+  positive, negative = same & ~jnp.eye(len(labels), dtype=bool), ~same
+  lowest_positive = jnp.min(jnp.where(positive, s, jnp.inf), axis=1, keepdims=True)
+  highest_negative = jnp.max(jnp.where(negative, s, -jnp.inf), axis=1, keepdims=True)
+  kept_positive = positive & (s - epsilon < highest_negative)
+  kept_negative = negative & (s + epsilon > lowest_positive)
+  return (_log1p_sum_exp(-alpha * (s - base), kept_positive) / alpha
+          + _log1p_sum_exp(beta * (s - base), kept_negative) / beta)
+
+
 SIAMESE_LOSSES = {'contrastive': contrastive, 'triplet_batch_hard': triplet_batch_hard,
-                  'triplet_semi_hard': triplet_semi_hard}
+                  'triplet_semi_hard': triplet_semi_hard,
+                  'multi_similarity': multi_similarity}

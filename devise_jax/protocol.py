@@ -30,6 +30,13 @@ DEFAULT_METRICS = ('zsl_top1', 'conse_zsl_top1', 'chance_zsl_top1', 'gzsl_h',
                    'gzsl_calibrated_h', 'conse_gzsl_calibrated_h', 'ausuc', 'seen_hit@1',
                    'words_to_images_seen_precision@10',
                    'words_to_images_unseen_precision@10')
+# Image retrieval in each space (the 'retrieval' evaluator), side by side: encoder
+# features, DeViSE vectors (stage 2) and Siamese embeddings (stage 3).
+RETRIEVAL_SPACES = ('features', 'devise', 'siamese')
+RETRIEVAL_METRICS = tuple(f'{space}_{images}_{metric}' for metric in ('map@r', 'recall@1')
+                          for images in ('seen', 'unseen') for space in RETRIEVAL_SPACES)
+# Shown in each run's line of the log, where the run has them.
+_LOGGED = ('zsl_top1', 'conse_zsl_top1', 'features_unseen_map@r', 'siamese_unseen_map@r')
 
 
 def draw_splits(num_classes, num_unseen, num_splits, seed=0):
@@ -81,17 +88,26 @@ def validation_config(config, names, seed=0):
 
 
 def run_protocol(config, out_dir, *, num_splits, seeds, num_unseen, validation=False,
-                 stages=stages_lib.REQUIRED_STAGES, split_seed=0, reuse_from=None, log=print):
+                 stages=stages_lib.STAGES, split_seed=0, reuse_from=None,
+                 reuse_stages=(stages_lib.CLASSIFIER_STAGE,), log=print):
   """Trains and evaluates every (split, seed); writes protocol.json and protocol.md.
 
-  `reuse_from`: an earlier protocol directory whose runs' stage 1 (checkpoints, cached
-  features, classes) each new run starts from, so stage-2 variants cost seconds. The
-  workdir's config check still refuses a stage 1, data or model config that differs.
+  `reuse_from`: an earlier protocol directory whose runs' `reuse_stages` (checkpoints,
+  cached features, classes; a stage and those it starts from) each new run starts
+  from: stage 1 for stage-2 variants, stages 1 and 2 for stage-3 variants, so a
+  variant trains only what it changes. The workdir's config check still refuses a
+  reused stage, data or model config that differs.
+  A stage a run has finished is kept as it is (not restored, not retrained).
   Without the DeViSE stage (stage2) in `stages` the runs are trained only (no
-  evaluation, no summary).
-  The runs evaluate `config.evals` without image retrieval (slow, and not summarized).
+  evaluation, no summary). The runs evaluate `config.evals`; image retrieval in every
+  space (`RETRIEVAL_METRICS`) is summarised beside the zero-shot metrics.
   `out_dir` is locked while it runs (`workdir_lock.hold`), as each run's workdir is.
   """
+  reuse_stages = tuple(reuse_stages)
+  if reuse_from and (not reuse_stages or
+                     reuse_stages != stages_lib.lineage(reuse_stages[-1])):
+    raise ValueError(f'reuse_stages={reuse_stages}: must be a stage and the stages it '
+                     'starts from, e.g. (stage1,) or (stage1, stage2)')
   names = input_pipeline.class_names(config.data)
   splits = draw_splits(len(names), num_unseen, num_splits, split_seed)
   os.makedirs(out_dir, exist_ok=True)
@@ -101,17 +117,15 @@ def run_protocol(config, out_dir, *, num_splits, seeds, num_unseen, validation=F
       for j, seed in enumerate(seeds):
         cfg = config.copy_and_resolve_references()
         cfg.seed = seed
-        # Image retrieval is slow on a whole split and no part of the summary.
-        cfg.evals = tuple(e for e in cfg.evals if e != 'retrieval')
         cfg.data.unseen_classes = tuple(names[c] for c in split)
         if validation:
           cfg = validation_config(cfg, names, seed=split_seed * 1000 + i)
         workdir = os.path.join(out_dir, f'split{i}_seed{seed}')
         if reuse_from and not os.path.exists(workdir):
-          checkpoint.link_stage(os.path.join(reuse_from, f'split{i}_seed{seed}'), workdir,
-                                stages_lib.STAGE_TABLE[stages_lib.DEVISE_STAGE].init_from)
+          checkpoint.link_stages(os.path.join(reuse_from, f'split{i}_seed{seed}'), workdir,
+                                 reuse_stages)
         tick = time.time()
-        train.train(cfg, workdir, stages, log=lambda m: None)
+        _train(cfg, workdir, stages)
         if stages_lib.DEVISE_STAGE not in stages:
           log(f'[{i * len(seeds) + j + 1}/{total}] split {i} seed {seed}: trained')
           continue
@@ -120,17 +134,37 @@ def run_protocol(config, out_dir, *, num_splits, seeds, num_unseen, validation=F
                          excluded=list(cfg.data.get('exclude_classes', ())),
                          workdir=workdir, seconds=round(time.time() - tick, 1),
                          metrics=result['metrics']))
-        m = result['metrics']
+        shown = ', '.join(f'{k} {result["metrics"][k]:.3f}' for k in _LOGGED
+                          if k in result['metrics'])
         log(f'[{len(runs)}/{total}] split {i} {list(cfg.data.unseen_classes)} seed {seed}: '
-            f'zsl_top1 {m["zsl_top1"]:.3f} conse {m["conse_zsl_top1"]:.3f} '
-            f'({runs[-1]["seconds"]:.0f} s)')
+            f'{shown} ({runs[-1]["seconds"]:.0f} s)')
         _write(out_dir, runs, time.time() - started, validation)
     return _write(out_dir, runs, time.time() - started, validation) if runs else None
 
 
+def _train(config, workdir, stages):
+  """Trains the `stages` not yet finished in `workdir` (a finished one is not even
+  restored: it costs a compile and a restore, more than a stage-3 variant's training);
+  with none left, still refuses a config that contradicts the workdir's."""
+  todo = [s for s in stages if not _finished(workdir, s, config)]
+  if todo:
+    train.train(config, workdir, todo, log=lambda m: None)
+  else:
+    with train.writing(workdir):
+      train.prepare_workdir(config, workdir)
+
+
+def _finished(workdir, stage, config):
+  try:
+    return checkpoint.latest_step(workdir, stage) >= config[stage].num_steps
+  except checkpoint.CheckpointError:
+    return False
+
+
 def summarize(runs, metrics=None):
   """{metric: {mean, std, min, max, n}} over runs, and per split {metric: mean, std}."""
-  keys = metrics or [k for k in DEFAULT_METRICS if all(k in r['metrics'] for r in runs)]
+  keys = metrics or [k for k in DEFAULT_METRICS + RETRIEVAL_METRICS
+                     if all(k in r['metrics'] for r in runs)]
   stats = lambda xs: dict(mean=float(np.mean(xs)), std=float(np.std(xs)),
                           min=float(np.min(xs)), max=float(np.max(xs)), n=len(xs))
   overall = {k: stats([r['metrics'][k] for r in runs]) for k in keys}
@@ -152,26 +186,54 @@ def _write(out_dir, runs, seconds, validation):
 
 
 def markdown(result):
-  """Mean +- std over all runs, per split, and every run."""
-  summary = result['summary']
-  keys = list(summary['overall'])
+  """Mean +- std over all runs, the retrieval spaces side by side, then per split and
+  every run (the zero-shot and the retrieval metrics in tables of their own)."""
+  overall = result['summary']['overall']
   lines = ['| metric | mean +- std | min | max | runs |', '|---|---|---|---|---|']
-  for k, s in summary['overall'].items():
-    lines.append(f"| {k} | {s['mean']:.3f} +- {s['std']:.3f} | {s['min']:.3f} | "
-                 f"{s['max']:.3f} | {s['n']} |")
-  short = [k for k in keys if k != 'chance_zsl_top1']
-  lines += ['', '| split | unseen | ' + ' | '.join(short) + ' |',
-            '|---|---|' + '---|' * len(short)]
-  for split, s in summary['per_split'].items():
-    cells = [f"{s[k]['mean']:.3f} +- {s[k]['std']:.3f}" for k in short]
+  for k, s in overall.items():
+    lines.append(f"| {k} | {_cell(s)} | {s['min']:.3f} | {s['max']:.3f} | {s['n']} |")
+  lines += _spaces(overall)
+  keys = [k for k in overall if k != 'chance_zsl_top1']
+  for group in ([k for k in keys if k not in RETRIEVAL_METRICS],
+                [k for k in keys if k in RETRIEVAL_METRICS]):
+    if group:
+      lines += _details(result, group)
+  return '\n'.join(lines) + '\n'
+
+
+def _cell(stats):
+  return f"{stats['mean']:.3f} +- {stats['std']:.3f}" if stats else '-'
+
+
+def _spaces(overall):
+  """Image retrieval: a row per embedding space, a column per class set and metric."""
+  columns = [(images, metric) for metric in ('map@r', 'recall@1')
+             for images in ('seen', 'unseen')]
+  spaces = [s for s in RETRIEVAL_SPACES if f'{s}_seen_map@r' in overall]
+  if not spaces:
+    return []
+  lines = ['', '| space | ' + ' | '.join(f'{i} {m}' for i, m in columns) + ' |',
+           '|---|' + '---|' * len(columns)]
+  for space in spaces:
+    cells = [_cell(overall.get(f'{space}_{i}_{m}')) for i, m in columns]
+    lines.append(f'| {space} | ' + ' | '.join(cells) + ' |')
+  return lines
+
+
+def _details(result, keys):
+  """Per split (mean +- std over its seeds) and every run, for `keys`."""
+  lines = ['', '| split | unseen | ' + ' | '.join(keys) + ' |',
+           '|---|---|' + '---|' * len(keys)]
+  for split, s in result['summary']['per_split'].items():
+    cells = [_cell(s[k]) for k in keys]
     lines.append(f"| {split} | {', '.join(s['unseen'])} | " + ' | '.join(cells) + ' |')
-  lines += ['', '| split | seed | unseen | ' + ' | '.join(short) + ' |',
-            '|---|---|---|' + '---|' * len(short)]
+  lines += ['', '| split | seed | unseen | ' + ' | '.join(keys) + ' |',
+            '|---|---|---|' + '---|' * len(keys)]
   for r in result['runs']:
-    cells = [f"{r['metrics'][k]:.3f}" for k in short]
+    cells = [f"{r['metrics'][k]:.3f}" for k in keys]
     lines.append(f"| {r['split']} | {r['seed']} | {', '.join(r['unseen'])} | "
                  + ' | '.join(cells) + ' |')
-  return '\n'.join(lines) + '\n'
+  return lines
 
 
 def load(path):

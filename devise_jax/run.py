@@ -78,7 +78,7 @@ class Run:
     model = config.model
     dtype = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}[model.dtype]
     self._encoder = squeezenet.SqueezeNet(model.name, model.use_bn, dtype)
-    self._head = siamese_model.SiameseHead(tuple(config.stage3.widths))
+    self._head = siamese_model.create(config.stage3)
     self._jit_encode = jax.jit(self._traced('encode', lambda v, x: self._encoder.apply(
         v, x, train=False)))
     self._jit_devise = jax.jit(self._traced('devise', _project_unit))

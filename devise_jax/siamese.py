@@ -13,7 +13,12 @@ Batches are P x K: `classes_per_batch` seen classes, `batch_size / P` images eac
 first classes get one more when P does not divide the batch), so every anchor has
 positives and negatives to mine. The draw for step s is a function
 of (seed, s), so a resumed run replays the same batches.
+
+The head is `config.stage3.head` (devise_jax/models/siamese.py), the loss
+`config.stage3.loss` with its options (`loss_function`; devise_jax/losses.py).
 """
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +32,7 @@ FEATURE_DIM = 512
 
 
 def create_head(config):
-  return siamese_model.SiameseHead(tuple(config.stage3.widths))
+  return siamese_model.create(config.stage3)
 
 
 def pk_batches(features, labels, class_ids, *, batch_size, classes_per_batch, seed,
@@ -51,13 +56,26 @@ def pk_batches(features, labels, class_ids, *, batch_size, classes_per_batch, se
     step += 1
 
 
+def loss_function(stage_config):
+  """`fn(embeddings, labels) -> [B]`: the loss `stage_config.loss` with its options."""
+  name = stage_config.loss
+  if name not in losses.SIAMESE_LOSSES:
+    raise ValueError(f'--config.stage3.loss={name!r}: must be one of '
+                     f'{sorted(losses.SIAMESE_LOSSES)}')
+  if name == 'multi_similarity':
+    return functools.partial(
+        losses.multi_similarity, alpha=stage_config.ms_alpha, beta=stage_config.ms_beta,
+        base=stage_config.ms_base, epsilon=stage_config.ms_epsilon)
+  return functools.partial(losses.SIAMESE_LOSSES[name], margin=stage_config.margin)
+
+
 def make_train_step(head, stage_config):
   """The pure step `(state, batch, rng) -> (state, metrics)` of the Siamese head."""
-  loss_fn = losses.SIAMESE_LOSSES[stage_config.loss]
+  loss_fn = loss_function(stage_config)
 
   def objective(params, batch):
     embeddings = head.apply({'params': params}, batch['features'])
-    per_anchor = loss_fn(embeddings, batch['label'], stage_config.margin)
+    per_anchor = loss_fn(embeddings, batch['label'])
     d = losses.pairwise_distances(embeddings)
     pos, neg, _ = losses.batch_hard_triplets(d, batch['label'])
     rows = jnp.arange(len(pos))

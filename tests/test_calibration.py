@@ -76,6 +76,8 @@ def test_a_saved_calibration_for_other_folds_is_not_reused():
   other = dict(saved, folds=[[0, 2], [5]])
   assert not calibration.matches(other, key)
   assert not calibration.matches(dict(saved, steps={'stage1': 6, 'stage2': 7}), key)
+  # The Siamese head (stage 3) is no input of the calibration.
+  assert calibration.saved_key({'stage1': 6, 'stage2': 6, 'stage3': 9}, [0, 2, 5], 0) == key
 
 
 def test_gamma_ignores_the_test_labels(evaluated_run, tmp_path, monkeypatch):

@@ -109,3 +109,67 @@ def test_identical_embeddings_have_finite_gradients():
   for name, fn in losses.SIAMESE_LOSSES.items():
     grads = jax.grad(lambda x: fn(x, labels).mean())(e)
     assert np.all(np.isfinite(grads)), name
+
+
+def _ms_loop(e, y, alpha, beta, base, epsilon):
+  """Multi-similarity loss per anchor, and its mined pairs, written as plain loops."""
+  s = e @ e.T
+  out, kept = [], []
+  for i in range(len(y)):
+    pos = [j for j in range(len(y)) if j != i and y[j] == y[i]]
+    neg = [j for j in range(len(y)) if y[j] != y[i]]
+    keep_p = [j for j in pos if neg and s[i, j] - epsilon < max(s[i, n] for n in neg)]
+    keep_n = [j for j in neg if pos and s[i, j] + epsilon > min(s[i, p] for p in pos)]
+    loss = np.log(1 + sum(np.exp(-alpha * (s[i, j] - base)) for j in keep_p)) / alpha
+    loss += np.log(1 + sum(np.exp(beta * (s[i, j] - base)) for j in keep_n)) / beta
+    out.append(loss)
+    kept.append((keep_p, keep_n))
+  return np.array(out), kept
+
+
+def _ms_gradient(e, y, alpha, beta, base, epsilon):
+  """d mean(loss) / d e, derived by hand: with the mined pairs fixed, G = dL/dS has
+  -exp(-alpha (S_ip - base)) / (1 + sum_p ...) at the kept positives and
+  exp(beta (S_in - base)) / (1 + sum_n ...) at the kept negatives; S = e e^T, so
+  dL/de = (G + G^T) e, all over the batch size."""
+  s = e @ e.T
+  g = np.zeros_like(s)
+  for i, (keep_p, keep_n) in enumerate(_ms_loop(e, y, alpha, beta, base, epsilon)[1]):
+    wp = np.exp(-alpha * (s[i, keep_p] - base))
+    wn = np.exp(beta * (s[i, keep_n] - base))
+    g[i, keep_p] = -wp / (1 + wp.sum())
+    g[i, keep_n] = wn / (1 + wn.sum())
+  return (g + g.T) @ e / len(y)
+
+
+@pytest.mark.parametrize('alpha,beta,base,epsilon', [(2.0, 50.0, 0.5, 0.1),
+                                                     (1.0, 10.0, 1.0, 0.3),
+                                                     (2.0, 40.0, 0.0, 5.0)])
+def test_multi_similarity_value_and_gradient_against_loops(alpha, beta, base, epsilon):
+  e, y = _batch(4, n=16, d=6, classes=4)
+  options = dict(alpha=alpha, beta=beta, base=base, epsilon=epsilon)
+  want, kept = _ms_loop(e, y, **options)
+  got = losses.multi_similarity(jnp.asarray(e, jnp.float32), jnp.asarray(y), **options)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+  grad = jax.grad(lambda x: losses.multi_similarity(x, jnp.asarray(y), **options).mean())(
+      jnp.asarray(e, jnp.float32))
+  np.testing.assert_allclose(grad, _ms_gradient(e, y, **options), rtol=1e-3, atol=1e-6)
+  if epsilon < 1:  # The mining drops pairs (with epsilon 5 it keeps every pair).
+    assert sum(len(p) + len(n) for p, n in kept) < sum(
+        (y == y[i]).sum() - 1 + (y != y[i]).sum() for i in range(len(y)))
+
+
+def test_multi_similarity_on_a_hand_made_batch():
+  # Unit vectors at 0 and 10 degrees (class A), 90 and 180 degrees (class B).
+  angles = np.radians([0.0, 10.0, 90.0, 180.0])
+  e = jnp.asarray(np.stack([np.cos(angles), np.sin(angles)], 1), jnp.float32)
+  got = losses.multi_similarity(e, jnp.array([0, 0, 1, 1]))
+  # Anchor 0: its positive (cos 10 = 0.985) is easy, 0.1 above every negative (0 and
+  # -1), and no negative comes within 0.1 of it: no pair is kept, the loss is 0.
+  assert float(got[0]) == 0.0
+  # Anchor 2 (90 degrees): positive at cos 90 = 0, negatives at 0 and cos 80 = 0.174;
+  # all are kept: log(1 + e^{-2(0 - 0.5)}) / 2 + log(1 + e^{50(0 - 0.5)}
+  # + e^{50(0.174 - 0.5)}) / 50.
+  want = np.log1p(np.e) / 2 + np.log1p(np.exp(-25) + np.exp(50 * (np.cos(np.radians(80))
+                                                                 - 0.5))) / 50
+  np.testing.assert_allclose(float(got[2]), want, rtol=1e-5)

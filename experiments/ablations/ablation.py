@@ -84,7 +84,7 @@ def main():
     result = protocol.run_protocol(
         _override(base, overrides), os.path.join(args.out, name), num_splits=args.splits,
         seeds=range(args.seeds), num_unseen=args.unseen, validation=args.validation,
-        reuse_from=args.base, log=print)
+        stages=('stage1', 'stage2'), reuse_from=args.base, log=print)
     overall = result['summary']['overall']
     cells = [f"{overall[c]['mean']:.3f} +- {overall[c]['std']:.3f}" if c in overall else '-'
              for c in COLUMNS]

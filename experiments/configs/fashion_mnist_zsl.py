@@ -135,9 +135,22 @@ def get_config(arg=None):
   config.stage3.learning_rate = 1e-3
   config.stage3.warmup_steps = 50
   config.stage3.weight_decay = 1e-4
-  config.stage3.loss = 'triplet_semi_hard'  # or 'triplet_batch_hard', 'contrastive'.
-  config.stage3.margin = 0.2
-  config.stage3.widths = (256, 128)  # Dense layers; the last is the embedding size.
+  # Or 'triplet_batch_hard', 'contrastive', 'multi_similarity' (losses.SIAMESE_LOSSES).
+  config.stage3.loss = 'triplet_semi_hard'
+  config.stage3.margin = 0.2  # Of the contrastive and triplet losses.
+  # multi_similarity (Wang et al., 2019): the positive and negative pairs' scales, the
+  # cosine they are weighed around and the mining margin (pytorch-metric-learning's
+  # defaults; the paper puts the threshold at 1).
+  config.stage3.ms_alpha = 2.0
+  config.stage3.ms_beta = 50.0
+  config.stage3.ms_base = 0.5
+  config.stage3.ms_epsilon = 0.1
+  # 'mlp': dense layers of `widths`, the last the embedding size. 'residual':
+  # unit(u + branch(u)) on the unit features u, `widths` the branch's hidden layers,
+  # its last layer zero at first: it starts as the features' cosine geometry
+  # (devise_jax/models/siamese.py); widths () makes it an identity-initialised linear map.
+  config.stage3.head = 'mlp'
+  config.stage3.widths = (256, 128)
 
   config.log_every = 60  # Steps between metric lines (a multiple of steps_per_call).
   config.checkpoint_every = 300  # Steps between checkpoints.
