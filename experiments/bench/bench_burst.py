@@ -18,9 +18,9 @@ embed`, about a minute). Then, reading the server's resident memory (RSS, psutil
    /api/labels every `--every` seconds and times it. Reported: the peak RSS over idle,
    the normal request's latencies, and the burst's answers by status (200, 503, ...).
 
-The worst image admitted today (`--image` takes another file): a 6300 x 6300 float32
-TIFF (39.7 megapixels, under the decoder's 40 MP limit), deflate-compressed to about
-250 KB, made with numpy and Pillow.
+The worst image admitted (`--image` takes another file): the float32 TIFF at the
+decoder's memory limit (2896 x 2896 at 32 MB decoded; `worst_image`), deflate-compressed,
+made with numpy and Pillow. Before that limit it was a 6300 x 6300 float TIFF (40 MP).
 """
 
 import argparse
@@ -28,6 +28,7 @@ import collections
 import contextlib
 import io
 import json
+import math
 import os
 import platform
 import shutil
@@ -44,13 +45,18 @@ import numpy as np
 import PIL.Image
 import psutil
 
+from devise_jax import images
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(ROOT, 'experiments', 'configs', 'fashion_mnist_zsl.py')
 
 
 def worst_image():
-  """A 6300 x 6300 float32 TIFF: the most pixels and bytes per pixel admitted."""
-  array = np.zeros((6300, 6300), np.float32)
+  """The float32 TIFF with the most pixels the decoder admits (`images.MAX_DECODED_BYTES`
+  at 4 bytes a pixel: 2896 x 2896 at 32 MB), the costliest admitted image for memory
+  in experiments/bench/bench_decode.py."""
+  side = math.isqrt(images.MAX_DECODED_BYTES // 4)
+  array = np.zeros((side, side), np.float32)
   array[::7] = 1.0
   buffer = io.BytesIO()
   PIL.Image.fromarray(array, 'F').save(buffer, 'TIFF', compression='tiff_adobe_deflate')
