@@ -39,8 +39,9 @@ demo: install
 	$(BIN)/devise-jax demo --workdir $(WORKDIR) --port $(DEMO_PORT)
 
 # Two pytest workers (pytest-xdist): the suite spends most of its time compiling, one
-# core at a time; each worker builds the shared fixtures once. A fresh clone here:
-# 462 tests in 10.4 min (one worker: 13.6 min).
+# core at a time; the tests of the shared reference run go to one worker (loadgroup),
+# which builds it once. A fresh clone here: 517 tests in 8.1 min, 9.3 min with the
+# install (three workers were slower on 2 cores).
 TEST_WORKERS ?= 2
 test: install /usr/bin/chromedriver
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
