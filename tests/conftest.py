@@ -141,9 +141,13 @@ def evaluated_run(reference_run, tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def demo_workdir(evaluated_run, tmp_path_factory):
+  """The demo's workdir; no request writes into it (checked at the end of the session)."""
   import demo_support  # pylint: disable=import-outside-toplevel
-  return demo_support.make_demo_workdir(evaluated_run.workdir,
-                                        tmp_path_factory.mktemp('demo') / 'run')
+  workdir = demo_support.make_demo_workdir(evaluated_run.workdir,
+                                           tmp_path_factory.mktemp('demo') / 'run')
+  served = _files(workdir)
+  yield workdir
+  _unchanged(workdir, served)
 
 
 @pytest.fixture(scope='session')

@@ -50,21 +50,6 @@ SMALL = png(np.full((28, 28), 90, np.uint8))
 BIG = png(np.zeros((2000, 1500), np.uint8))  # 3 MP: heavy, and cheap to decode.
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _workdir_untouched_and_server_answering(server):
-  """After every hostile request of this module: nothing written to the served workdir,
-  and the session's server still answers a plain request."""
-  import conftest  # pylint: disable=import-outside-toplevel
-  workdir = server.backend.workdir
-  before = conftest._files(workdir)  # pylint: disable=protected-access
-  yield
-  conftest._unchanged(workdir, before)  # pylint: disable=protected-access
-  response = httpx.post(server.url.rstrip('/') + '/api/labels?k=3',
-                        files={'image': ('a.png', SMALL, 'image/png')}, timeout=60)
-  assert response.status_code == 200, response.text[:300]
-  assert len(response.json()['labels']) == 3
-
-
 def error_of(response, status):
   """The one-line message of a `{"error": ...}` answer with `status`."""
   assert response.status_code == status, (response.status_code, response.text[:300])
@@ -564,3 +549,13 @@ def test_the_private_folder_goes_at_exit(tmp_path):
                        env=dict(os.environ, GRADIO_TEMP_DIR=str(tmp_path)))
   folder = out.stdout.split()[-1]
   assert os.path.dirname(folder) == str(tmp_path) and not os.path.exists(folder)
+
+
+def test_zz_the_server_still_answers(server):
+  """Last in this module (tests run in file order): after every hostile request above,
+  the session's server answers a plain request (the workdir it serves is checked
+  unchanged at the end of the session, `demo_workdir` in conftest)."""
+  response = httpx.post(server.url.rstrip('/') + '/api/labels?k=3',
+                        files={'image': ('a.png', SMALL, 'image/png')}, timeout=60)
+  assert response.status_code == 200, response.text[:300]
+  assert len(response.json()['labels']) == 3

@@ -79,6 +79,9 @@ def test_tiny_protocol_end_to_end(tiny_config, tmp_path):
   siamese = saved['summary']['overall']['siamese_unseen_map@r']
   assert f"| siamese | {saved['summary']['overall']['siamese_seen_map@r']['mean']:.3f}" in table
   assert f"{siamese['mean']:.3f} +- {siamese['std']:.3f}" in table
+
+
+def test_tiny_validation_protocol_and_a_stage3_variant(tiny_config, tmp_path):
   # Validation: the real unseen classes never evaluated.
   val = protocol.run_protocol(tiny_config, str(tmp_path / 'val'), num_splits=1, seeds=[0],
                               num_unseen=3, validation=True, log=lambda m: None)
