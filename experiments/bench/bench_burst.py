@@ -33,7 +33,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,9 @@ import PIL.Image
 import psutil
 
 from devise_jax import images
+
+# The demo's server in its own process, as the latency benchmark starts it.
+from bench_demo import free_port, start_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(ROOT, 'experiments', 'configs', 'fashion_mnist_zsl.py')
@@ -69,12 +71,6 @@ def normal_image():
   return buffer.getvalue()
 
 
-def free_port():
-  with contextlib.closing(socket.socket()) as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
-
-
 def train_tiny(folder):
   """A tiny trained workdir with its gallery, as the tests make one."""
   workdir = os.path.join(folder, 'run')
@@ -83,23 +79,6 @@ def train_tiny(folder):
     subprocess.run([command, *args, '--workdir', workdir], check=True, cwd=ROOT,
                    stdout=subprocess.DEVNULL)
   return workdir
-
-
-def start_server(workdir, port):
-  code = ('import sys, time\n'
-          'from devise_jax.demo import app\n'
-          f'app.launch({workdir!r}, port={port}, prevent_thread_lock=True, quiet=True)\n'
-          'print("READY", flush=True)\n'
-          'while True: time.sleep(3600)\n')
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
-  cache = os.environ.get('DEVISE_JAX_CACHE') or os.path.expanduser('~/.cache/devise_jax')
-  env.setdefault('JAX_COMPILATION_CACHE_DIR', os.path.join(cache, 'xla'))
-  proc = subprocess.Popen([sys.executable, '-c', code], cwd=ROOT, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-  for line in proc.stdout:
-    if line.startswith('READY'):
-      return proc
-  raise RuntimeError(f'the demo server exited with status {proc.wait()}')
 
 
 class Memory:
@@ -213,7 +192,7 @@ def main():
   normal = normal_image()
   port = free_port()
   url = f'http://127.0.0.1:{port}'
-  server = start_server(workdir, port)
+  server, _ = start_server(workdir, port)
   load = [os.getloadavg()[0]]
   try:
     memory = Memory(server.pid)

@@ -30,6 +30,8 @@ import time
 import httpx
 import numpy as np
 
+from devise_jax import files
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -47,8 +49,7 @@ def start_server(workdir, port):
           'while True: time.sleep(3600)\n')
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
   # As `devise-jax` does: XLA's persistent cache, so a restart skips compiling.
-  cache = os.environ.get('DEVISE_JAX_CACHE') or os.path.expanduser('~/.cache/devise_jax')
-  env.setdefault('JAX_COMPILATION_CACHE_DIR', os.path.join(cache, 'xla'))
+  env.setdefault('JAX_COMPILATION_CACHE_DIR', os.path.join(files.cache_root(), 'xla'))
   proc = subprocess.Popen([sys.executable, '-c', code], cwd=ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
   start = time.perf_counter()
